@@ -1,0 +1,1 @@
+"""ai-synthwave: videos -> sharded TFRecords -> DCGAN, orchestrated by Prefect."""
