@@ -97,7 +97,6 @@ class IngestSettings(Strict):
     download: DownloadSettings = DownloadSettings()
     frames: FrameSettings = FrameSettings()
     shard_mb: float = Field(100.0, gt=0, description="Target size of one TFRecord shard")
-    max_concurrency: int = Field(4, gt=0, description="Videos processed at once")
 
 
 class TrainSettings(Strict):
@@ -128,8 +127,7 @@ class TrainSettings(Strict):
         None, description="URL the browser reaches run_dir at (e.g. a static server or bucket)"
     )
 
-    def model_digest(self) -> str:
+    def model_settings(self) -> dict:
         """Settings a checkpoint depends on: a run dir written with others is refused."""
         keys = ("latent_dim", "g_filters", "d_filters", "max_blocks", "ema_decay")
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return {key: getattr(self, key) for key in keys}

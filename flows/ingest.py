@@ -1,0 +1,166 @@
+"""The ingest flow: sources -> downloads -> frames -> TFRecord shards + dataset manifest.
+
+Wiring only. Each source becomes a download task and a shards task; they run
+concurrently, a failing source never stops the others, and the flow run ends Failed
+(naming each failed source) so the UI's Retry re-runs it: what succeeded comes back
+Cached, only what failed runs again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from synthwave.atomic import write_json
+from synthwave.settings import IngestSettings
+from tasks.shards import load_manifest, verify_manifest
+from tasks.sources import InvalidSourceError, Source, parse_source
+from tasks.steps import (
+    configure,
+    download_retry_options,
+    download_task,
+    downloaded_file,
+    downloads_dir,
+    shards_dir,
+    shards_task,
+)
+
+
+class IngestFailed(RuntimeError):
+    """Some sources failed; the message names each one."""
+
+
+@dataclass
+class Outcome:
+    source: str
+    key: str = ""
+    title: str = ""
+    manifest: Path | None = None
+    error: str = ""
+
+
+def _submit(source: Source, settings: IngestSettings) -> PrefectFuture:
+    """Submit one video's download and shards; a step whose output on disk is missing or
+    fails verification is recomputed instead of being served from the cache."""
+    data_dir = settings.data_dir
+    download = configure(
+        download_task,
+        data_dir,
+        refresh_cache=downloaded_file(data_dir, source) is None,
+        **download_retry_options(settings.download),
+    )
+    video = download.submit(source, settings.download, downloads_dir(data_dir))
+    out_dir = shards_dir(data_dir, source.key, settings.frames, settings.shard_mb)
+    shards = configure(shards_task, data_dir, refresh_cache=not verify_manifest(out_dir / "manifest.json"))
+    return shards.submit(video, settings.frames, settings.shard_mb, out_dir, wait_for=[video]), video
+
+
+def _error(future: PrefectFuture) -> str:
+    result = future.state.result(raise_on_failure=False)
+    return str(result) if isinstance(result, BaseException) else future.state.message or future.state.name
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> str:
+    """Turn videos (YouTube URLs, http(s) URLs, local files) into sharded TFRecords.
+
+    Returns the path of dataset.json, which lists every shard for training.
+    """
+    logger = get_run_logger()
+    if not sources:
+        raise ValueError("no sources given: pass YouTube URLs, http(s) URLs or local video files")
+
+    outcomes: dict[str, Outcome] = {text: Outcome(text) for text in dict.fromkeys(sources)}
+    pending: dict[PrefectFuture, tuple[str, PrefectFuture]] = {}
+    for text, outcome in outcomes.items():
+        try:
+            source = parse_source(text)
+        except InvalidSourceError as exc:
+            outcome.error = str(exc)
+            continue
+        outcome.key = source.key
+        shards, video = _submit(source, settings)
+        pending[shards] = (text, video)
+
+    progress = create_progress_artifact(0.0, description="Videos ingested")
+    done = len(outcomes) - len(pending)
+    for shards in as_completed(list(pending)):
+        text, video = pending[shards]
+        outcome = outcomes[text]
+        if video.state.is_completed():
+            outcome.title = video.result().title
+        if shards.state.is_completed():
+            outcome.manifest = Path(shards.result())
+        else:
+            outcome.error = _error(video if not video.state.is_completed() else shards)
+            logger.error("%s failed: %s", text, outcome.error)
+        done += 1
+        update_progress_artifact(progress, 100.0 * done / len(outcomes))
+
+    dataset = _write_dataset(settings, list(outcomes.values()))
+    _report(list(outcomes.values()))
+    failed = [o for o in outcomes.values() if o.error]
+    if failed:
+        lines = "; ".join(f"{o.source}: {o.error}" for o in failed)
+        raise IngestFailed(f"{len(failed)} of {len(outcomes)} sources failed: {lines}")
+    logger.info("dataset: %s", dataset)
+    return str(dataset)
+
+
+def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
+    """dataset.json: the shards of every source that succeeded, paths relative to data_dir."""
+    data_dir = settings.data_dir.resolve()
+    videos = []
+    for outcome in outcomes:
+        if outcome.manifest is None:
+            continue
+        manifest = load_manifest(outcome.manifest)
+        folder = outcome.manifest.resolve().parent.relative_to(data_dir)
+        videos.append(
+            {
+                "key": manifest["video_key"],
+                "source": outcome.source,
+                "title": outcome.title,
+                "frames": manifest["frames"],
+                "shape": [manifest["height"], manifest["width"], manifest["channels"]],
+                "manifest": str(folder / "manifest.json"),
+                "shards": [str(folder / shard["file"]) for shard in manifest["shards"]],
+            }
+        )
+    shapes = {tuple(video["shape"]) for video in videos}
+    path = data_dir / "dataset.json"
+    write_json(
+        path,
+        {
+            "version": 1,
+            "frames": sum(video["frames"] for video in videos),
+            "shape": list(shapes.pop()) if len(shapes) == 1 else None,
+            "settings": settings.model_dump(mode="json", exclude={"data_dir"}),
+            "videos": videos,
+            "failed": [{"source": o.source, "error": o.error} for o in outcomes if o.error],
+        },
+    )
+    return path
+
+
+def _report(outcomes: list[Outcome]) -> None:
+    rows = []
+    for outcome in outcomes:
+        manifest = load_manifest(outcome.manifest) if outcome.manifest else {}
+        rows.append(
+            {
+                "source": outcome.source,
+                "key": outcome.key,
+                "title": outcome.title,
+                "frames": manifest.get("frames", 0),
+                "shards": len(manifest.get("shards", [])),
+                "status": "failed" if outcome.error else "ok",
+                "error": outcome.error,
+            }
+        )
+    create_table_artifact(rows, key="ingest-sources", description="Sources of the last ingest run")

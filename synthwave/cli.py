@@ -1,0 +1,144 @@
+"""`synthwave`: a thin command line over the flows.
+
+Flags are generated from the settings models, so the CLI, the flows and prefect.yaml
+accept exactly the same keys and validate them the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings
+
+# IngestSettings' nested models are flattened: --every, --downloader, ...
+INGEST_GROUPS: dict[str, type[BaseModel]] = {"download": DownloadSettings, "frames": FrameSettings}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], skip: Sequence[str] = ()) -> None:
+    """One optional flag per field; values stay strings until pydantic validates them."""
+    for name, field in model.model_fields.items():
+        if name in skip or name in INGEST_GROUPS:
+            continue
+        default = field.default.model_dump() if isinstance(field.default, BaseModel) else field.default
+        parser.add_argument(
+            _flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.split("_")[0].upper(),
+            help=f"{field.description or ''} (default: {default})".strip(),
+        )
+
+
+def ingest_settings(args: argparse.Namespace) -> IngestSettings:
+    values = vars(args)
+    data: dict[str, Any] = {k: values[k] for k in IngestSettings.model_fields if k in values}
+    for group, model in INGEST_GROUPS.items():
+        data[group] = {k: values[k] for k in model.model_fields if k in values}
+    return IngestSettings.model_validate(data)
+
+
+def train_settings(args: argparse.Namespace) -> TrainSettings:
+    values = vars(args)
+    return TrainSettings.model_validate({k: values[k] for k in TrainSettings.model_fields if k in values})
+
+
+def _read_sources(args: argparse.Namespace) -> list[str]:
+    sources = list(args.sources)
+    if args.sources_file:
+        path = Path(args.sources_file)
+        if not path.is_file():
+            raise SystemExit(f"error: sources file {path} not found: give a text file with one source per line")
+        lines = (line.strip() for line in path.read_text().splitlines())
+        sources += [line for line in lines if line and not line.startswith("#")]
+    if not sources:
+        raise SystemExit("error: no sources: give SOURCE arguments or --sources-file")
+    return sources
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flows.ingest import IngestFailed, ingest
+
+    settings = ingest_settings(args)
+    try:
+        dataset = ingest(_read_sources(args), settings)
+    except IngestFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"dataset: {dataset}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from flows.train import train
+
+    print(f"run directory: {train(train_settings(args))}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from gan.images import save_grid
+    from gan.loop import generate
+
+    out = save_grid(generate(Path(args.run_dir), count=args.n, seed=args.seed), Path(args.out))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import demo
+
+    demo(Path(args.dir), steps=args.steps)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synthwave", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="videos -> sharded TFRecords (cached per video)")
+    ingest.add_argument("sources", nargs="*", metavar="SOURCE", help="YouTube URL, http(s) URL or local file")
+    ingest.add_argument("--sources-file", help="text file with one source per line (# comments)")
+    add_model_flags(ingest, IngestSettings)
+    for model in INGEST_GROUPS.values():
+        add_model_flags(ingest, model)
+    ingest.set_defaults(run=cmd_ingest)
+
+    train = commands.add_parser("train", help="train the DCGAN on an ingested dataset (resumes)")
+    add_model_flags(train, TrainSettings)
+    train.set_defaults(run=cmd_train)
+
+    generate = commands.add_parser("generate", help="an image grid from a run's latest checkpoint")
+    generate.add_argument("--run-dir", required=True, help="a training run directory")
+    generate.add_argument("--out", required=True, help="PNG file to write")
+    generate.add_argument("--n", type=int, default=16, help="number of images (default: 16)")
+    generate.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    generate.set_defaults(run=cmd_generate)
+
+    demo = commands.add_parser("demo", help="make synthwave clips, ingest them and train, offline")
+    demo.add_argument("--dir", default=".synthwave/demo", help="where the demo writes (default: .synthwave/demo)")
+    demo.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"error: setting {where}: {error['msg']}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The ingest steps as Prefect tasks: retries, per-video caching and locking.
+
+The plain functions live in their own modules and know nothing of Prefect. Here they get:
+- a cache key of task name + video key + a digest of the settings that change the output
+  (nothing else: a different data_dir path or log level must not miss the cache);
+- results and cache records persisted under the data folder, so a rerun or the UI's
+  Retry finds them;
+- SERIALIZABLE isolation with a file lock per key, so concurrent runs of one video
+  execute it once and the others read the cached result;
+- retries with exponential backoff and jitter for transient download errors only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, task
+from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem
+from prefect.locking.filesystem import FileSystemLockManager
+from prefect.tasks import exponential_backoff
+
+from synthwave.settings import DownloadSettings, FrameSettings
+from tasks.download import TransientDownloadError, Video, download
+from tasks.shards import write_video_shards
+from tasks.sources import Source
+
+
+def downloads_dir(data_dir: Path) -> Path:
+    return data_dir / "downloads"
+
+
+def shards_dir(data_dir: Path, video_key: str, frames: FrameSettings, shard_mb: float) -> Path:
+    """Where one video's shards go: one folder per (video, output settings)."""
+    return data_dir / "shards" / video_key / f"{frames.digest()}-{shard_mb:g}mb"
+
+
+def downloaded_file(data_dir: Path, source: Source) -> Path | None:
+    """The complete download for `source` if one is on disk (temp names start with '.')."""
+    if source.kind == "file":
+        path = Path(source.location)
+        return path if path.is_file() else None
+    return next(iter(sorted(downloads_dir(data_dir).glob(f"{source.key}.*"))), None)
+
+
+def _download_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
+    source: Source = params["source"]
+    settings: DownloadSettings = params["settings"]
+    return f"{ctx.task.name}-{source.key}-{settings.output_digest()}"
+
+
+def _shards_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
+    video: Video = params["video"]
+    frames: FrameSettings = params["settings"]
+    return f"{ctx.task.name}-{video.key}-{frames.digest()}-{params['shard_mb']:g}"
+
+
+def _is_transient(task_: Task, task_run: Any, state: Any) -> bool:
+    return isinstance(state.result(raise_on_failure=False), TransientDownloadError)
+
+
+@task(
+    name="download",
+    task_run_name="download-{source.key}",
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_download_key),
+    retry_condition_fn=_is_transient,
+)
+def download_task(source: Source, settings: DownloadSettings, downloads: Path) -> Video:
+    return download(source, settings, downloads)
+
+
+@task(
+    name="extract-shards",
+    task_run_name="shards-{video.key}",
+    cache_policy=CacheKeyFnPolicy(cache_key_fn=_shards_key),
+)
+def shards_task(video: Video, settings: FrameSettings, shard_mb: float, out_dir: Path) -> Path:
+    write_video_shards(video.path, video.key, settings, shard_mb, out_dir, source=video.source)
+    return out_dir / "manifest.json"
+
+
+def configure(step: Task, data_dir: Path, **options: Any) -> Task:
+    """Bind a step's caching, result storage and locks to one data folder."""
+    state = data_dir.resolve() / ".prefect"
+    policy = step.cache_policy.configure(
+        key_storage=state / "cache-keys",
+        lock_manager=FileSystemLockManager(lock_files_directory=state / "locks"),
+        isolation_level="SERIALIZABLE",
+    )
+    return step.with_options(
+        cache_policy=policy,
+        persist_result=True,
+        result_storage=LocalFileSystem(basepath=str(state / "results")),
+        **options,
+    )
+
+
+def download_retry_options(settings: DownloadSettings) -> dict[str, Any]:
+    return {
+        "retries": settings.retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_delay_s),
+        "retry_jitter_factor": 0.5,
+    }
