@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from synthwave.atomic import write_json
@@ -44,7 +45,7 @@ class Outcome:
     error: str = ""
 
 
-def _submit(source: Source, settings: IngestSettings) -> PrefectFuture:
+def _submit(source: Source, settings: IngestSettings) -> tuple[PrefectFuture, PrefectFuture]:
     """Submit one video's download and shards; a step whose output on disk is missing or
     fails verification is recomputed instead of being served from the cache."""
     data_dir = settings.data_dir
@@ -57,12 +58,12 @@ def _submit(source: Source, settings: IngestSettings) -> PrefectFuture:
     video = download.submit(source, settings.download, downloads_dir(data_dir))
     out_dir = shards_dir(data_dir, source.key, settings.frames, settings.shard_mb)
     shards = configure(shards_task, data_dir, refresh_cache=not verify_manifest(out_dir / "manifest.json"))
-    return shards.submit(video, settings.frames, settings.shard_mb, out_dir, wait_for=[video]), video
+    return shards.submit(video, settings.frames, settings.shard_mb, out_dir), video
 
 
-def _error(future: PrefectFuture) -> str:
-    result = future.state.result(raise_on_failure=False)
-    return str(result) if isinstance(result, BaseException) else future.state.message or future.state.name
+def _error(state: State) -> str:
+    result = state.result(raise_on_failure=False)
+    return str(result) if isinstance(result, BaseException) else state.message or state.name
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
@@ -92,12 +93,14 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     for shards in as_completed(list(pending)):
         text, video = pending[shards]
         outcome = outcomes[text]
-        if video.state.is_completed():
-            outcome.title = video.result().title
-        if shards.state.is_completed():
-            outcome.manifest = Path(shards.result())
-        else:
-            outcome.error = _error(video if not video.state.is_completed() else shards)
+        video.wait(), shards.wait()  # as_completed can yield before the final state is recorded
+        downloaded, extracted = video.state, shards.state
+        if downloaded.is_completed():
+            outcome.title = downloaded.result().title
+        if extracted.is_completed():
+            outcome.manifest = Path(extracted.result())
+        else:  # the download's error when it failed, else the extraction's
+            outcome.error = _error(extracted if downloaded.is_completed() else downloaded)
             logger.error("%s failed: %s", text, outcome.error)
         done += 1
         update_progress_artifact(progress, 100.0 * done / len(outcomes))

@@ -18,7 +18,6 @@ from typing import Any
 from prefect import Task, task
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
-from prefect.filesystems import LocalFileSystem
 from prefect.locking.filesystem import FileSystemLockManager
 from prefect.tasks import exponential_backoff
 
@@ -92,7 +91,7 @@ def configure(step: Task, data_dir: Path, **options: Any) -> Task:
     return step.with_options(
         cache_policy=policy,
         persist_result=True,
-        result_storage=LocalFileSystem(basepath=str(state / "results")),
+        result_storage=state / "results",
         **options,
     )
 

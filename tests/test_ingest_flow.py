@@ -1,0 +1,106 @@
+"""The ingest flow on a real Prefect server, real videos and a real HTTP server on loopback."""
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.ingest import IngestFailed, ingest
+from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings
+from tasks.shards import verify_manifest
+
+
+def settings(data_dir: Path, **download) -> IngestSettings:
+    return IngestSettings(
+        data_dir=data_dir,
+        frames=FrameSettings(every=60, size=(32, 56)),
+        download=DownloadSettings(retries=2, retry_delay_s=0.05, timeout_s=10, **download),
+        shard_mb=0.05,
+    )
+
+
+def task_states(flow_run_id) -> dict[str, str]:
+    """Task run name -> final state name, read back from the Prefect API."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name: run.state.name for run in runs}
+
+
+def run(sources, config):
+    state = ingest(sources, config, return_state=True)
+    return state, state.state_details.flow_run_id
+
+
+def test_failed_source_fails_alone_and_rerun_hits_cache(prefect_server, video_server, sample_videos, tmp_path):
+    bottle = video_server.serve("/bottle.mp4", sample_videos / "bottle-detection.mp4")
+    missing = video_server.url("/book.mkv")  # 404 until we publish it
+    local = shutil.copy(sample_videos / "milk.mkv", tmp_path / "milk.mkv")
+    config = settings(tmp_path / "data")
+
+    state, first_id = run([bottle, missing, str(local)], config)
+    assert state.is_failed()
+    with pytest.raises(IngestFailed, match=r"1 of 3 sources failed: .*book\.mkv.*404"):
+        state.result()
+    dataset = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    assert {video["source"] for video in dataset["videos"]} == {bottle, str(local)}
+    assert dataset["failed"][0]["source"] == missing
+    assert dataset["frames"] == 20 + 1  # every 60th of 1189 frames (bottle) and of 51 (milk)
+    for video in dataset["videos"]:
+        assert verify_manifest(tmp_path / "data" / video["manifest"])
+    assert video_server.count("/book.mkv") == 1  # a 404 is not retried
+
+    # The source becomes healthy; the rerun downloads only it.
+    video_server.serve("/book.mkv", sample_videos / "book.mkv", content_type="video/x-matroska")
+    state, second_id = run([bottle, missing, str(local)], config)
+    assert state.is_completed()
+    assert video_server.count("/bottle.mp4") == 1
+    assert video_server.count("/book.mkv") == 2
+    states = task_states(second_id)
+    cached = {name for name, value in states.items() if value == "Cached"}
+    assert len(cached) == 4, states  # download + shards of bottle and milk
+    assert len(json.loads((tmp_path / "data" / "dataset.json").read_text())["videos"]) == 3
+
+
+def test_transient_errors_are_retried(prefect_server, video_server, sample_videos, tmp_path):
+    url = video_server.serve("/flaky.mkv", sample_videos / "milk.mkv", content_type="video/x-matroska")
+    video_server.fail("/flaky.mkv", 500, times=2)
+    state, _ = run([url], settings(tmp_path / "data"))
+    assert state.is_completed()
+    assert video_server.count("/flaky.mkv") == 3
+
+
+def test_deleted_output_is_recomputed_not_returned(prefect_server, sample_videos, tmp_path):
+    local = str(shutil.copy(sample_videos / "milk.mkv", tmp_path / "milk.mkv"))
+    config = settings(tmp_path / "data")
+    run([local], config)
+    dataset = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    shard = tmp_path / "data" / dataset["videos"][0]["shards"][0]
+    shard.write_bytes(b"corrupted")
+    state, flow_run_id = run([local], config)
+    assert state.is_completed()
+    assert verify_manifest(tmp_path / "data" / dataset["videos"][0]["manifest"])
+    assert task_states(flow_run_id)[f"shards-{dataset['videos'][0]['key']}"] == "Completed"
+
+
+def test_concurrent_runs_download_once(prefect_server, video_server, sample_videos, tmp_path):
+    url = video_server.serve("/same.mp4", sample_videos / "bottle-detection.mp4")
+    config = settings(tmp_path / "data")
+    states = []
+    threads = [threading.Thread(target=lambda: states.append(run([url], config)[0])) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(state.is_completed() for state in states)
+    assert video_server.count("/same.mp4") == 1
+
+
+def test_invalid_source_is_reported_by_name(prefect_server, tmp_path):
+    state, _ = run(["ftp://example.invalid/x.mp4"], settings(tmp_path / "data"))
+    assert state.is_failed()
+    with pytest.raises(IngestFailed, match="ftp://example.invalid/x.mp4"):
+        state.result()
