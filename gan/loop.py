@@ -58,7 +58,7 @@ def build(settings: TrainSettings, image_shape: tuple[int, int, int]) -> tuple[D
         gan.checkpoint(), str(RunDir(settings.run_dir).checkpoints), max_to_keep=settings.keep_checkpoints
     )
     if manager.latest_checkpoint:
-        gan.checkpoint().restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     return gan, manager
 
 

@@ -1,0 +1,407 @@
+"""Fetch a Source to a local video file, and say whether a failure is worth retrying.
+
+No retries here: the Prefect task around `download` retries TransientDownloadError only,
+so the classification below decides what gets retried.
+
+A download is staged in a hidden folder inside downloads_dir and renamed to
+`<key><ext>` only once complete, so a file under its final name is always whole.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import re
+import tempfile
+import urllib.error
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import deno
+import httpx
+import pytubefix.exceptions
+import yt_dlp
+import yt_dlp.networking.exceptions
+import yt_dlp.utils
+from pytubefix import Stream, YouTube
+
+from synthwave.atomic import write_json
+from synthwave.settings import DownloadSettings
+from tasks.sources import Source
+
+_MAX_REDIRECTS = 10
+_CHUNK = 1 << 20
+_RETRY_STATUS = {408, 425, 429}  # and every 5xx
+_VIDEO_SUFFIXES = {
+    ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".flv", ".ts", ".mpg", ".mpeg", ".3gp", ".ogv",
+}  # fmt: skip
+_TYPE_SUFFIXES = {
+    "video/mp4": ".mp4", "video/x-m4v": ".m4v", "video/x-matroska": ".mkv", "video/webm": ".webm",
+    "video/quicktime": ".mov", "video/x-msvideo": ".avi", "video/x-flv": ".flv", "video/mp2t": ".ts",
+    "video/mpeg": ".mpg", "video/3gpp": ".3gp", "video/ogg": ".ogv",
+}  # fmt: skip
+# yt-dlp reports some failures only as text; these mean the network or the server hiccuped.
+_TRANSIENT_TEXT = re.compile(
+    r"HTTP Error (5\d\d|408|425|429)|timed? ?out|connection (reset|refused|aborted)|"
+    r"temporar|try again later|remote end closed|incomplete ?read|did not get any data blocks",
+    re.IGNORECASE,
+)
+
+
+class DownloadError(Exception):
+    """A source could not be downloaded; the message is one line that names the source."""
+
+
+class TransientDownloadError(DownloadError):
+    """Worth retrying: connection errors, timeouts, truncated bodies, 5xx, 429."""
+
+
+class PermanentDownloadError(DownloadError):
+    """Retrying cannot help: 404/403/410, private or unavailable video, not a video, too large."""
+
+
+@dataclass(frozen=True)
+class Video:
+    key: str
+    path: Path
+    title: str
+    source: str  # the Source.location it came from
+
+
+def download(source: Source, settings: DownloadSettings, downloads_dir: Path) -> Video:
+    """The local video file for `source`: a local file as is, anything else downloaded once.
+
+    A complete earlier download in downloads_dir is reused without a request (see _cached).
+    """
+    if source.kind == "file":
+        path = Path(source.location)
+        return Video(source.key, path, path.stem, source.location)
+    if cached := _cached(source, settings, downloads_dir):
+        return cached
+    downloads_dir.mkdir(parents=True, exist_ok=True)
+    fetch = _fetch_http if source.kind == "http" else _YOUTUBE_BACKENDS[settings.downloader]
+    with tempfile.TemporaryDirectory(dir=downloads_dir, prefix=f".{source.key}.") as staging:
+        file, title = fetch(source, settings, Path(staging))
+        return _publish(file, title, source, settings, downloads_dir)
+
+
+# -- the download folder ------------------------------------------------------------------
+
+
+def _note_path(downloads_dir: Path, key: str) -> Path:
+    # Hidden, so that `<key>.*` matches the video alone.
+    return downloads_dir / f".{key}.json"
+
+
+def _cached(source: Source, settings: DownloadSettings, downloads_dir: Path) -> Video | None:
+    """The earlier download of `source`, if it is what these settings would fetch now.
+
+    Final names appear only by rename after a complete download, so one that exists is
+    whole. An http(s) URL is taken to name fixed content (delete the file to refetch). A
+    YouTube download also depends on max_height, so it is reused only when the note written
+    beside it records the same output digest.
+    """
+    finals = sorted(downloads_dir.glob(f"{source.key}.*"))
+    if not finals:
+        return None
+    try:
+        note = json.loads(_note_path(downloads_dir, source.key).read_text())
+    except (OSError, ValueError):
+        note = {}
+    if source.kind == "youtube" and note.get("output") != settings.output_digest():
+        return None
+    return Video(source.key, finals[0], note.get("title") or finals[0].stem, source.location)
+
+
+def _publish(
+    file: Path, title: str, source: Source, settings: DownloadSettings, downloads_dir: Path
+) -> Video:
+    """Move a complete staged file to `<key><ext>`, drop other extensions of the key, note it."""
+    final = downloads_dir / f"{source.key}{file.suffix.lower()}"
+    with open(file, "rb+") as handle:
+        os.fsync(handle.fileno())  # on disk before the rename makes it look complete
+    os.replace(file, final)
+    for stale in downloads_dir.glob(f"{source.key}.*"):
+        if stale != final:
+            stale.unlink(missing_ok=True)
+    # After the rename: a crash in between leaves an old note, which only costs a re-download.
+    write_json(
+        _note_path(downloads_dir, source.key),
+        {"title": title, "source": source.location, "output": settings.output_digest()},
+    )
+    return Video(source.key, final, title, source.location)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _describe(exc: BaseException) -> str:
+    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+def _status_error(source: Source, status: int, detail: str) -> DownloadError:
+    retry = status in _RETRY_STATUS or 500 <= status <= 599
+    return (TransientDownloadError if retry else PermanentDownloadError)(f"{source.location}: {detail}")
+
+
+# -- http(s) ---------------------------------------------------------------------------------
+
+
+def _fetch_http(source: Source, settings: DownloadSettings, staging: Path) -> tuple[Path, str]:
+    where = source.location
+    try:
+        with (
+            httpx.Client(
+                timeout=settings.timeout_s,
+                follow_redirects=True,
+                max_redirects=_MAX_REDIRECTS,
+                # Raw bytes are the file, and Content-Length counts them.
+                headers={"Accept-Encoding": "identity"},
+            ) as client,
+            client.stream("GET", where) as response,
+        ):
+            _check_response(source, settings, response)
+            path = staging / f"video{_suffix(response)}"
+            _save(source, settings, response, path)
+    except httpx.TooManyRedirects as exc:
+        raise PermanentDownloadError(f"{where}: redirect loop (over {_MAX_REDIRECTS} redirects)") from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise PermanentDownloadError(f"{where}: redirected to an unsupported URL ({_describe(exc)})") from exc
+    except httpx.TransportError as exc:
+        # Connection refused/reset, timeouts, and a body cut short of its Content-Length
+        # (h11 raises RemoteProtocolError for that) are all worth another try.
+        raise TransientDownloadError(f"{where}: {_describe(exc)}") from exc
+    return path, _url_title(source.location)
+
+
+def _check_response(source: Source, settings: DownloadSettings, response: httpx.Response) -> None:
+    status = response.status_code
+    if status >= 400:
+        raise _status_error(source, status, f"HTTP {status} {response.reason_phrase}")
+    if status != 200:
+        raise PermanentDownloadError(
+            f"{source.location}: unexpected HTTP {status} {response.reason_phrase}"
+        )
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type.startswith(("text/", "image/")) or content_type == "application/json":
+        raise PermanentDownloadError(f"{source.location}: not a video (Content-Type {content_type})")
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > settings.max_bytes:
+        raise PermanentDownloadError(
+            f"{source.location}: too large ({int(length)} bytes; max_bytes is {settings.max_bytes})"
+        )
+
+
+def _save(source: Source, settings: DownloadSettings, response: httpx.Response, path: Path) -> None:
+    written = 0
+    with open(path, "wb") as out:
+        for chunk in response.iter_bytes(_CHUNK):
+            written += len(chunk)
+            if written > settings.max_bytes:  # no or a lying Content-Length
+                raise PermanentDownloadError(
+                    f"{source.location}: too large (over max_bytes, {settings.max_bytes} bytes)"
+                )
+            out.write(chunk)
+
+
+def _suffix(response: httpx.Response) -> str:
+    """Extension from the (final) URL's path, else the content type, else .mp4."""
+    suffix = PurePosixPath(response.url.path).suffix.lower()
+    if suffix in _VIDEO_SUFFIXES:
+        return suffix
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return _TYPE_SUFFIXES.get(content_type, ".mp4")
+
+
+def _url_title(url: str) -> str:
+    parts = urlsplit(url)
+    return PurePosixPath(unquote(parts.path)).stem or parts.hostname or url
+
+
+# -- YouTube via yt-dlp ------------------------------------------------------------------------
+
+
+def _ytdlp_options(source: Source, settings: DownloadSettings, staging: Path) -> dict[str, Any]:
+    h = settings.max_height
+    return {
+        # Video-only is fine (we only need frames) and needs no ffmpeg merge.
+        "format": (
+            f"bestvideo[height<={h}][ext=mp4]/best[height<={h}][ext=mp4]"
+            f"/bestvideo[height<={h}]/best[height<={h}]/best"
+        ),
+        "noplaylist": True,
+        "quiet": True,
+        "noprogress": True,
+        "color": "no_color",  # error messages end up in Prefect logs and the UI
+        # Not stdout: a Prefect worker's logging config decides where this goes.
+        "logger": logging.getLogger("tasks.download.yt_dlp"),
+        # `paths`, not the template: a '%' in downloads_dir must not be read as a field.
+        "paths": {"home": str(staging)},
+        "outtmpl": "video.%(ext)s",
+        "socket_timeout": settings.timeout_s,
+        # yt-dlp resumes a broken stream where it stopped, which is cheaper than a Prefect
+        # retry from scratch; its Python API defaults both to 0.
+        "retries": settings.retries,
+        "fragment_retries": settings.retries,
+        "retry_sleep_functions": {
+            kind: lambda n: settings.retry_delay_s * 2**n for kind in ("http", "fragment")
+        },
+        "max_filesize": settings.max_bytes,  # checked against Content-Length up front
+        "progress_hooks": [_ytdlp_size_guard(source, settings.max_bytes)],  # and while streaming
+        "js_runtimes": _js_runtimes(),
+    }
+
+
+def _js_runtimes() -> dict[str, dict[str, str]]:
+    """YouTube needs a JS runtime for its challenges; the deno wheel puts its binary in the
+    venv's bin/, which is not on PATH when the venv is not activated, so name it."""
+    try:
+        return {"deno": {"path": deno.find_deno_bin()}}
+    except FileNotFoundError:
+        return {"deno": {}}  # yt-dlp looks on PATH
+
+
+def _ytdlp_size_guard(source: Source, max_bytes: int) -> Callable[[dict[str, Any]], None]:
+    def hook(progress: dict[str, Any]) -> None:
+        if (progress.get("downloaded_bytes") or 0) > max_bytes:
+            raise PermanentDownloadError(
+                f"{source.location}: too large (over max_bytes, {max_bytes} bytes)"
+            )
+
+    return hook
+
+
+def _fetch_ytdlp(source: Source, settings: DownloadSettings, staging: Path) -> tuple[Path, str]:
+    try:
+        with yt_dlp.YoutubeDL(_ytdlp_options(source, settings, staging)) as ydl:
+            info = ydl.extract_info(source.location, download=True)
+    except DownloadError:
+        raise
+    except yt_dlp.utils.YoutubeDLError as exc:
+        raise _ytdlp_error(source, exc) from exc
+    saved = next((d.get("filepath") for d in info.get("requested_downloads") or []), None)
+    if not saved or not Path(saved).is_file():
+        # yt-dlp skips, without an error, a format whose Content-Length is over max_filesize.
+        raise PermanentDownloadError(
+            f"{source.location}: nothing downloaded (over max_bytes, {settings.max_bytes} bytes?)"
+        )
+    return Path(saved), info.get("title") or source.key
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """exc and what it wraps: yt-dlp keeps the original in exc_info, ExtractorError in cause."""
+    todo: list[object] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        exc_info = getattr(current, "exc_info", None) or (None, None)
+        todo += [exc_info[1], getattr(current, "cause", None), current.__cause__, current.__context__]
+
+
+def _ytdlp_error(source: Source, exc: yt_dlp.utils.YoutubeDLError) -> DownloadError:
+    detail = _one_line(str(exc)).removeprefix("ERROR: ")
+    for cause in _causes(exc):
+        if isinstance(cause, yt_dlp.networking.exceptions.HTTPError):
+            return _status_error(source, cause.status, detail)
+    transient = (
+        yt_dlp.networking.exceptions.TransportError,
+        yt_dlp.utils.ContentTooShortError,
+        TimeoutError,
+        ConnectionError,
+    )
+    if any(isinstance(cause, transient) for cause in _causes(exc)) or _TRANSIENT_TEXT.search(detail):
+        return TransientDownloadError(f"{source.location}: {detail}")
+    # "Video unavailable", "Private video", "Unsupported URL", sign-in walls, ...
+    return PermanentDownloadError(f"{source.location}: {detail}")
+
+
+# -- YouTube via pytubefix -------------------------------------------------------------------
+
+
+def _height(stream: Stream) -> int | None:
+    if stream.height:
+        return int(stream.height)
+    match = re.match(r"(\d+)p", stream.resolution or "")
+    return int(match.group(1)) if match else None
+
+
+def _pick_stream(streams: list[Stream], max_height: int) -> Stream | None:
+    """The highest mp4 video at or under max_height, else the lowest above it.
+
+    At equal height a video-only (adaptive) stream wins: frames need no audio.
+    """
+    videos = [s for s in streams if s.includes_video_track and s.subtype == "mp4" and _height(s)]
+    under = [s for s in videos if _height(s) <= max_height]
+    if under:
+        return max(under, key=lambda s: (_height(s), s.is_adaptive, s.bitrate or 0))
+    return min(videos, key=lambda s: (_height(s), not s.is_adaptive, -(s.bitrate or 0)), default=None)
+
+
+def _fetch_pytube(source: Source, settings: DownloadSettings, staging: Path) -> tuple[Path, str]:
+    where = source.location
+    streamed = 0
+
+    def size_guard(stream: Stream, chunk: bytes, bytes_remaining: int) -> None:
+        nonlocal streamed
+        streamed += len(chunk)
+        if streamed > settings.max_bytes:
+            raise PermanentDownloadError(
+                f"{where}: too large (over max_bytes, {settings.max_bytes} bytes)"
+            )
+
+    try:
+        youtube = YouTube(where, on_progress_callback=size_guard)
+        stream = _pick_stream(list(youtube.streams), settings.max_height)
+        if stream is None:
+            raise PermanentDownloadError(f"{where}: no mp4 video stream")
+        if stream.filesize > settings.max_bytes:
+            raise PermanentDownloadError(
+                f"{where}: too large ({stream.filesize} bytes; max_bytes is {settings.max_bytes})"
+            )
+        saved = stream.download(
+            output_path=str(staging), filename="video.mp4", skip_existing=False, timeout=settings.timeout_s
+        )
+        title = youtube.title
+    except DownloadError:
+        raise
+    except Exception as exc:  # pytubefix raises anything from KeyError up when YouTube changes
+        raise _pytube_error(source, exc) from exc
+    # pytubefix keeps what arrived of a cut-short body, and swallows a 404 mid-stream.
+    got = Path(saved).stat().st_size if saved and Path(saved).is_file() else 0
+    if got != stream.filesize:
+        raise TransientDownloadError(f"{where}: incomplete download ({got} of {stream.filesize} bytes)")
+    return Path(saved), title or source.key
+
+
+def _pytube_error(source: Source, exc: Exception) -> DownloadError:
+    if isinstance(exc, urllib.error.HTTPError):
+        return _status_error(source, exc.code, _describe(exc))
+    transient = (
+        urllib.error.URLError,
+        http.client.HTTPException,
+        TimeoutError,
+        ConnectionError,
+        pytubefix.exceptions.MaxRetriesExceeded,
+    )
+    cls = TransientDownloadError if isinstance(exc, transient) else PermanentDownloadError
+    # VideoUnavailable (private, age-restricted, members-only, ...), RegexMatchError, ...
+    return cls(f"{source.location}: {_describe(exc)}")
+
+
+_YOUTUBE_BACKENDS: dict[str, Callable[[Source, DownloadSettings, Path], tuple[Path, str]]] = {
+    "yt-dlp": _fetch_ytdlp,
+    "pytube": _fetch_pytube,
+}

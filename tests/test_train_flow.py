@@ -1,0 +1,181 @@
+"""Training on shards from the real ingest of the sample videos, through a real Prefect server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from PIL import Image
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from flows.ingest import ingest
+from flows.train import train
+import gan.loop
+from gan.history import COLUMNS
+from gan.index import DatasetError, load_index
+from gan.loop import NonFiniteLoss, generate
+from gan.loop import train as train_loop
+from gan.run import RunDirError
+from gan.step import DCGAN
+from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(prefect_server, tmp_path_factory) -> Path:
+    """The sample videos ingested at 32x56 by the real ingest flow."""
+    from tests.loopback import SAMPLE_VIDEOS
+
+    if not (SAMPLE_VIDEOS / "bottle-detection.mp4").is_file():
+        pytest.skip(f"sample videos not found at {SAMPLE_VIDEOS}")
+    data = tmp_path_factory.mktemp("data")
+    sources = [str(SAMPLE_VIDEOS / name) for name in ("bottle-detection.mp4", "milk.mkv", "book.mkv")]
+    ingest(sources, IngestSettings(data_dir=data, frames=FrameSettings(every=10, size=(32, 56))))
+    return data
+
+
+def tiny(data_dir: Path, run_dir: Path, **overrides) -> TrainSettings:
+    values = dict(
+        data_dir=data_dir, run_dir=run_dir, steps=6, batch_size=16, g_filters=32, d_filters=16,
+        sample_every=3, checkpoint_every=3, shuffle_buffer=64,
+    )
+    return TrainSettings(**{**values, **overrides})
+
+
+def artifacts_of(flow_run_id):
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+
+
+def test_train_flow_writes_every_output_and_artifact(data_dir, tmp_path):
+    settings = tiny(data_dir, tmp_path / "run", g_lr=5e-3, d_lr=5e-3)  # visible change in 6 steps
+    state = train(settings, return_state=True)
+    assert state.is_completed(), state.message
+    run = tmp_path / "run"
+
+    history = pd.read_parquet(run / "history.parquet")
+    assert list(history.columns) == list(COLUMNS)
+    assert history["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert np.isfinite(history[["g_loss", "d_loss", "d_real", "d_fake"]].to_numpy()).all()
+    assert ((history["d_real"] > 0) & (history["d_real"] < 1)).all()
+
+    first = np.asarray(Image.open(run / "samples" / "grid-00000000.png"), np.int16)
+    last = np.asarray(Image.open(run / "samples" / "grid-00000006.png"), np.int16)
+    assert first.shape == last.shape and np.abs(first - last).max() > 10  # six updates changed the samples
+    assert (run / "loss.png").stat().st_size > 0
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-3.index", "ckpt-6.index"]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    artifacts = artifacts_of(state.state_details.flow_run_id)
+    by_type = {}
+    for artifact in artifacts:
+        by_type.setdefault(artifact.type, []).append(artifact)
+    assert {"image", "table", "markdown", "progress"} <= set(by_type)
+    assert all(a.data.startswith("data:image/") for a in by_type["image"])  # loads in a browser with no server
+    assert by_type["progress"][0].data == 100.0
+    assert "history.parquet" in by_type["markdown"][0].data and "ckpt-6" in by_type["markdown"][0].data
+
+
+def test_artifact_urls_use_the_configured_base(data_dir, tmp_path):
+    settings = tiny(data_dir, tmp_path / "run", steps=3, artifact_base_url="http://127.0.0.1:9/runs/x/")
+    state = train(settings, return_state=True)
+    images = [a.data for a in artifacts_of(state.state_details.flow_run_id) if a.type == "image"]
+    assert "http://127.0.0.1:9/runs/x/samples/grid-00000003.png" in images
+    assert "http://127.0.0.1:9/runs/x/loss.png" in images
+
+
+def test_resume_after_kill_9_gives_a_continuous_history(data_dir, tmp_path):
+    """A real `kill -9` mid-run, then a rerun: exactly the requested steps, none twice or missing."""
+    from prefect.settings import PREFECT_API_URL
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "synthwave.cli", "train", "--data-dir", str(data_dir), "--run-dir", str(run),
+            "--steps", "30", "--batch-size", "16", "--g-filters", "32", "--d-filters", "16",
+            "--sample-every", "5", "--checkpoint-every", "5", "--shuffle-buffer", "64"]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list((run / "checkpoints").glob("ckpt-10.index")):
+        assert process.poll() is None and time.monotonic() < deadline, "training never reached step 10"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = pd.read_parquet(run / "history.parquet")["step"].max()
+    assert 10 <= killed_at < 30
+
+    subprocess.run(args, cwd=REPO, env=env, check=True, capture_output=True)
+    history = pd.read_parquet(run / "history.parquet")
+    assert history["step"].tolist() == list(range(1, 31))
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index"))[-1] == "ckpt-30.index"
+
+
+def test_same_seed_same_losses(data_dir, tmp_path):
+    index = load_index(data_dir)
+    losses = []
+    for name in ("a", "b"):
+        settings = tiny(data_dir, tmp_path / name, steps=4)
+        final = train_loop(settings, index.shards, index.shape, index.frames)
+        losses.append(final.history[["g_loss", "d_loss"]].to_numpy())
+    np.testing.assert_array_equal(losses[0], losses[1])
+
+
+def test_generate_samples_the_latest_checkpoint(data_dir, tmp_path):
+    index = load_index(data_dir)
+    train_loop(tiny(data_dir, tmp_path / "run", steps=3), index.shards, index.shape, index.frames)
+    images = generate(tmp_path / "run", count=5, seed=3)
+    assert images.shape == (5, 32, 56, 3) and images.min() >= -1 and images.max() <= 1
+    np.testing.assert_array_equal(images, generate(tmp_path / "run", count=5, seed=3))
+
+
+def test_clear_errors(data_dir, tmp_path):
+    with pytest.raises(DatasetError, match="dataset.json not found"):
+        load_index(tmp_path / "nothing")
+    index = load_index(data_dir)
+    train_loop(tiny(data_dir, tmp_path / "run", steps=1), index.shards, index.shape, index.frames)
+    with pytest.raises(RunDirError, match="use another --run-dir"):
+        train_loop(tiny(data_dir, tmp_path / "run", steps=2, g_filters=64), index.shards, index.shape, index.frames)
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    dataset = json.loads((data_dir / "dataset.json").read_text())
+    dataset["videos"][0]["shape"] = [64, 112, 3]
+    for video in dataset["videos"]:
+        video["shards"] = [str(data_dir / shard) for shard in video["shards"]]
+    (mixed / "dataset.json").write_text(json.dumps(dataset))
+    with pytest.raises(DatasetError, match="mixes image sizes.*--size"):
+        load_index(mixed)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    """Fault injection: a discriminator weight turns NaN after step 4, as a diverging run would."""
+    class Diverging(DCGAN):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            step = self.train_step
+
+            def poisoned(real):
+                if int(self.step.numpy()) == 4:
+                    kernel = self.discriminator.trainable_weights[0]
+                    kernel.assign(tf.fill(kernel.shape, float("nan")))
+                return step(real)
+
+            self.train_step = poisoned
+
+    monkeypatch.setattr(gan.loop, "DCGAN", Diverging)
+    index = load_index(data_dir)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss, match=r"step 5 .*ckpt-3"):
+        train_loop(tiny(data_dir, run, steps=10), index.shards, index.shape, index.frames)
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-3.index"]
+    assert pd.read_parquet(run / "history.parquet")["step"].max() == 3
