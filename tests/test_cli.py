@@ -1,0 +1,71 @@
+"""The command line: flags generated from the settings, one-line errors, exit codes."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synthwave.cli import build_parser, ingest_settings, main, train_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_flags_map_onto_nested_settings():
+    args = build_parser().parse_args(
+        ["ingest", "a.mp4", "--data-dir", "d", "--every", "10", "--size", "32x56", "--downloader", "pytube",
+         "--max-height", "480", "--shard-mb", "5"]
+    )
+    settings = ingest_settings(args)
+    assert settings.frames.every == 10 and settings.frames.size == (32, 56)
+    assert settings.download.downloader == "pytube" and settings.download.max_height == 480
+    assert settings.shard_mb == 5.0 and str(settings.data_dir) == "d"
+    assert train_settings(build_parser().parse_args(["train", "--steps", "7"])).steps == 7
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ingest", "x.mp4", "--every", "-3"], "setting frames.every: Input should be greater than 0"),
+        (["ingest", "x.mp4", "--size", "big"], "setting frames.size"),
+        (["ingest", "x.mp4", "--downloader", "wget"], "setting download.downloader"),
+        (["train", "--batch-size", "many"], "setting batch_size"),
+    ],
+)
+def test_bad_settings_name_the_key(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_flag_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", "x.mp4", "--evry", "3"])
+    assert exit_info.value.code == 2
+    assert "--evry" in capsys.readouterr().err
+
+
+def test_every_command_has_help():
+    for command in ("ingest", "train", "generate", "demo"):
+        result = subprocess.run([sys.executable, "-m", "synthwave.cli", command, "--help"], cwd=REPO,
+                                capture_output=True, text=True, check=True)
+        assert "usage: synthwave " + command in result.stdout
+
+
+def test_ingest_exit_status_and_one_line_per_failed_source(prefect_server, sample_videos, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    good = shutil.copy(sample_videos / "milk.mkv", tmp_path / "milk.mkv")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, "-m", "synthwave.cli", "ingest", str(good), str(empty), "ftp://host/x.mp4",
+         "--data-dir", str(tmp_path / "data"), "--every", "25", "--size", "32x56"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 2 of 3 sources failed") and "empty.mp4" in last and "ftp://host/x.mp4" in last
+    assert (tmp_path / "data" / "dataset.json").is_file()
