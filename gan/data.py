@@ -1,0 +1,101 @@
+"""The training input: frame shards -> batches of float32 RGB images in [-1, 1].
+
+Streams from the TFRecord files (interleaved, shuffled as encoded bytes, decoded in
+parallel); nothing is loaded whole into memory. The records hold PNG/JPEG made by
+cv2.imencode from BGR frames, and such files decode to RGB, which is what the model sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import tensorflow as tf
+
+from gan import records
+
+FEATURES = {
+    records.IMAGE: tf.io.FixedLenFeature([], tf.string),
+    records.FORMAT: tf.io.FixedLenFeature([], tf.string),
+    records.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    records.WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    records.CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+    records.VIDEO_KEY: tf.io.FixedLenFeature([], tf.string),
+    records.FRAME_INDEX: tf.io.FixedLenFeature([], tf.int64),
+    records.TIMESTAMP_S: tf.io.FixedLenFeature([], tf.float32),
+}
+_IMAGE_ONLY = {records.IMAGE: FEATURES[records.IMAGE]}
+_MAX_OPEN_SHARDS = 16  # files read at once: enough to mix videos, few enough buffers
+
+
+def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """All features of one serialised frame record."""
+    return tf.io.parse_single_example(serialized, FEATURES)
+
+
+def _first_shape(path: str) -> tuple[int, int]:
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path}: shard not found; run ingest again")
+    for serialized in tf.data.TFRecordDataset(path).take(1):
+        features = parse_record(serialized)
+        return int(features[records.HEIGHT]), int(features[records.WIDTH])
+    raise ValueError(f"{path}: shard has no records; run ingest again")
+
+
+def dataset_shape(shard_paths: Sequence[str | Path]) -> tuple[int, int, int]:
+    """(height, width, 3) of the images, from the first record of every shard."""
+    paths = [str(path) for path in shard_paths]
+    if not paths:
+        raise ValueError("no shard files given: run ingest first, or check dataset.json lists shards")
+    shapes = {path: _first_shape(path) for path in paths}
+    first = paths[0]
+    for path, shape in shapes.items():
+        if shape != shapes[first]:
+            raise ValueError(
+                f"shards have different image sizes: {shapes[first][0]}x{shapes[first][1]} in {first} but "
+                f"{shape[0]}x{shape[1]} in {path}; ingest all videos with the same size/downsample/crop_aspect"
+            )
+    return (*shapes[first], 3)
+
+
+def image_dataset(
+    shard_paths: Sequence[str | Path],
+    batch_size: int,
+    *,
+    shuffle_buffer: int = 2048,
+    seed: int | None = None,
+    repeat: bool = True,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Batches (B, H, W, 3) float32 in [-1, 1], RGB; shuffle_buffer=0 keeps the shards' order.
+
+    With a seed the order is reproducible; without one, parallel stages may reorder
+    elements for speed.
+    """
+    height, width, channels = dataset_shape(shard_paths)
+    paths = [str(path) for path in shard_paths]
+    deterministic = seed is not None or shuffle_buffer == 0
+
+    def decode(serialized: tf.Tensor) -> tf.Tensor:
+        encoded = tf.io.parse_single_example(serialized, _IMAGE_ONLY)[records.IMAGE]
+        image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+        # ensure_shape also fails loudly on a record of another size deeper in a shard.
+        image = tf.ensure_shape(image, (height, width, channels))
+        return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if shuffle_buffer > 0:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(paths), _MAX_OPEN_SHARDS),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if shuffle_buffer > 0:
+        # Shuffle the encoded bytes (~40 KB a frame), not decoded float images (~700 KB).
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
