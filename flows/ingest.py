@@ -19,6 +19,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from synthwave.atomic import write_json
 from synthwave.settings import IngestSettings
+from tasks.download import DownloadError
+from tasks.playlists import playlist_id
 from tasks.shards import load_manifest, verify_manifest
 from tasks.sources import InvalidSourceError, Source, parse_source
 from tasks.steps import (
@@ -27,6 +29,7 @@ from tasks.steps import (
     download_task,
     downloaded_file,
     downloads_dir,
+    playlist_task,
     shards_dir,
     shards_task,
 )
@@ -76,9 +79,11 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     if not sources:
         raise ValueError("no sources given: pass YouTube URLs, http(s) URLs or local video files")
 
-    outcomes: dict[str, Outcome] = {text: Outcome(text) for text in dict.fromkeys(sources)}
+    outcomes = _expand_playlists(sources, settings)
     pending: dict[PrefectFuture, tuple[str, PrefectFuture]] = {}
     for text, outcome in outcomes.items():
+        if outcome.error:  # a playlist that could not be listed
+            continue
         try:
             source = parse_source(text)
         except InvalidSourceError as exc:
@@ -113,6 +118,24 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
         raise IngestFailed(f"{len(failed)} of {len(outcomes)} sources failed: {lines}")
     logger.info("dataset: %s", dataset)
     return str(dataset)
+
+
+def _expand_playlists(sources: list[str], settings: IngestSettings) -> dict[str, Outcome]:
+    """One outcome per video: a playlist URL stands for its videos (or for its own error)."""
+    outcomes: dict[str, Outcome] = {}
+    expand = playlist_task.with_options(**download_retry_options(settings.download))
+    for text in dict.fromkeys(sources):
+        if playlist_id(text) is None:
+            outcomes.setdefault(text, Outcome(text))
+            continue
+        try:
+            videos = expand(text, settings.download)
+        except DownloadError as exc:
+            outcomes[text] = Outcome(text, error=str(exc))
+            continue
+        for url in videos:
+            outcomes.setdefault(url, Outcome(url))
+    return outcomes
 
 
 def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:

@@ -69,8 +69,8 @@ def youtube_id(url: str) -> str | None:
         return _valid_id(segments[0] if segments else None)
     if segments[:1] == ["watch"] or not segments:
         return _valid_id(parse_qs(parts.query).get("v", [None])[0])
-    if len(segments) >= 2 and segments[0] in _ID_PATHS:
-        return _valid_id(segments[1])
+    if len(segments) >= 2 and segments[0] in _ID_PATHS and segments[1] != "videoseries":
+        return _valid_id(segments[1])  # embed/videoseries?list= is a playlist, not a video id
     return None
 
 

@@ -23,6 +23,7 @@ from prefect.tasks import exponential_backoff
 
 from synthwave.settings import DownloadSettings, FrameSettings
 from tasks.download import TransientDownloadError, Video, download
+from tasks.playlists import expand_playlist
 from tasks.shards import write_video_shards
 from tasks.sources import Source
 
@@ -68,6 +69,12 @@ def _is_transient(task_: Task, task_run: Any, state: Any) -> bool:
 )
 def download_task(source: Source, settings: DownloadSettings, downloads: Path) -> Video:
     return download(source, settings, downloads)
+
+
+@task(name="expand-playlist", retry_condition_fn=_is_transient)
+def playlist_task(url: str, settings: DownloadSettings) -> list[str]:
+    """Not cached: a playlist is read afresh on every (scheduled) run."""
+    return expand_playlist(url, settings)
 
 
 @task(

@@ -18,7 +18,7 @@ def settings(data_dir: Path, **download) -> IngestSettings:
     return IngestSettings(
         data_dir=data_dir,
         frames=FrameSettings(every=60, size=(32, 56)),
-        download=DownloadSettings(retries=2, retry_delay_s=0.05, timeout_s=10, **download),
+        download=DownloadSettings(**{"retries": 2, "retry_delay_s": 0.05, "timeout_s": 10, **download}),
         shard_mb=0.05,
     )
 
@@ -104,3 +104,20 @@ def test_invalid_source_is_reported_by_name(prefect_server, tmp_path):
     assert state.is_failed()
     with pytest.raises(IngestFailed, match="ftp://example.invalid/x.mp4"):
         state.result()
+
+
+def test_playlist_is_expanded_and_its_failure_named(prefect_server, sample_videos, tmp_path, monkeypatch, loopback_only):
+    """YouTube is faked at its boundary only: the playlist listing yt-dlp would fetch."""
+    import yt_dlp.extractor.youtube as youtube
+    from yt_dlp.utils import ExtractorError
+
+    def private(self, url):
+        raise ExtractorError("This playlist is private.", expected=True)
+
+    monkeypatch.setattr(youtube.YoutubeTabIE, "_real_extract", private)
+    playlist = "https://www.youtube.com/playlist?list=PLsynthwave00001"
+    local = str(shutil.copy(sample_videos / "milk.mkv", tmp_path / "milk.mkv"))
+    state, _ = run([playlist, local], settings(tmp_path / "data", retries=0))
+    with pytest.raises(IngestFailed, match=r"1 of 2 sources failed: https://www.youtube.com/playlist\?list=PLsynthwave00001: .*private"):
+        state.result()
+    assert len(json.loads((tmp_path / "data" / "dataset.json").read_text())["videos"]) == 1
