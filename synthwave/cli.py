@@ -98,6 +98,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack_up(args: argparse.Namespace) -> int:
+    from synthwave.stack import StackError, next_steps, start
+
+    try:
+        stack = start(Path(args.home), port=args.port)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(next_steps(stack))
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace) -> int:
+    from synthwave.stack import stop
+
+    stopped = stop(Path(args.home))
+    print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing running from {args.home}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthwave", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default=".synthwave/demo", help="where the demo writes (default: .synthwave/demo)")
     demo.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
     demo.set_defaults(run=cmd_demo)
+
+    stack = commands.add_parser("stack", help="local Prefect server, UI, deployments and workers")
+    stack_commands = stack.add_subparsers(dest="stack_command", required=True)
+    up = stack_commands.add_parser("up", help="start them in the background and deploy prefect.yaml")
+    down = stack_commands.add_parser("down", help="stop what `stack up` started")
+    for sub in (up, down):
+        sub.add_argument(
+            "--home", default=".synthwave/stack", help="database, logs and pids (default: .synthwave/stack)"
+        )
+    up.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (default: 4200)")
+    up.set_defaults(run=cmd_stack_up)
+    down.set_defaults(run=cmd_stack_down)
     return parser
 
 

@@ -1,0 +1,152 @@
+"""The Prefect UI of the local stack in a real headless Chromium, clicked as a user clicks it.
+
+Debian's chromium (/usr/bin/chromium; .ci/run installs it) driven by Playwright from PyPI;
+Playwright's own browser downloads are never used. Every request that would leave
+127.0.0.1 is aborted (the UI's bundled analytics SDK asks amplitude.com for its config on
+load, even with analytics off). Screenshots go to $SYNTHWAVE_SCREENSHOTS, else
+tests/output/screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} not found: apt-get install chromium (.ci/run does)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed: pip install -e '.[test]'")
+
+pytest.register_assert_rewrite("tests.stack_fixture")  # before the import: its asserts explain failures
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.client.schemas.actions import DeploymentUpdate  # noqa: E402
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId  # noqa: E402
+
+from tests.loopback import SAMPLE_VIDEOS  # noqa: E402
+from tests.stack_fixture import run_logs, tiny_train_settings, wait_for_run  # noqa: E402
+
+if not (SAMPLE_VIDEOS / "milk.mkv").is_file():  # before the session's stack starts for nothing
+    pytest.skip(f"sample videos not found at {SAMPLE_VIDEOS} (shared/ beside the repo)", allow_module_level=True)
+
+pytest_plugins = ["tests.stack_fixture"]
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(os.environ.get("SYNTHWAVE_SCREENSHOTS") or Path(__file__).parent / "output" / "screenshots")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",  # no DNS beyond loopback
+]
+QUICK_RUN_MESSAGE = "Run from the Prefect UI with defaults"  # the state message the UI's Quick run sends
+
+
+@pytest.fixture
+def page(tmp_path, request):
+    """A fresh Chromium profile; requests beyond 127.0.0.1 are aborted and recorded."""
+    blocked: list[str] = []
+
+    def loopback_only(route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile", executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        context.set_default_timeout(60_000)  # a loaded 2-core machine
+        context.route("**/*", loopback_only)
+        page = context.pages[0] if context.pages else context.new_page()
+        failed_before = request.session.testsfailed
+        yield page
+        if request.session.testsfailed > failed_before:
+            shot(page, "failure", full_page=True)
+        if blocked:
+            print(f"\naborted {len(blocked)} requests beyond 127.0.0.1: {sorted(set(blocked))}")
+        context.close()
+
+
+def shot(page, name: str, full_page: bool = False) -> None:
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=path, full_page=full_page)
+    print(f"screenshot: {path}")
+
+
+def wait_for_image(page, description: str) -> tuple[int, int]:
+    """Open the flow run's image artifact with this description; wait until the browser decoded it."""
+    page.get_by_role("link").filter(has_text=description).first.click()
+    page.wait_for_url(re.compile(r".*/artifacts/artifact/[0-9a-f-]{36}"))
+    image = page.locator('img[alt="artifact-image"]')
+    image.wait_for()
+    image.evaluate("img => img.decode().catch(() => null)")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    return tuple(image.evaluate("img => [img.naturalWidth, img.naturalHeight]"))
+
+
+def test_quick_run_train_from_the_ui_and_see_its_artifacts(stack_api, stack_dataset, page, tmp_path):
+    stack, started = stack_api, time.monotonic()
+    run_dir = tmp_path / "ui-run"
+    # Quick run uses the deployment's saved parameters: point them at a tiny run (what the
+    # deployment page's Edit does; prefect.yaml's defaults train on ./data for 2000 steps).
+    with get_client(sync_client=True) as client:
+        train = client.read_deployment_by_name("train/train")
+        client.update_deployment(
+            train.id, DeploymentUpdate(parameters={"settings": tiny_train_settings(stack_dataset, run_dir)})
+        )
+
+    # The UI the user opens: / redirects to the default (v2) UI; Deployments lists all three.
+    page.goto(stack.ui_url)
+    page.get_by_role("link", name="Deployments", exact=True).click()
+    for name in ("ingest", "train", "pipeline"):
+        page.get_by_role("link", name=name, exact=True).first.wait_for()
+    shot(page, "01-deployments")
+
+    # train > Run > Quick run, then the toast's "View run".
+    page.get_by_role("link", name="train", exact=True).first.click()
+    page.wait_for_url(re.compile(rf".*/deployments/deployment/{train.id}.*"))
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Quick run").click()
+    page.get_by_text("View run").click()
+    page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]{36}.*"))
+    flow_run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", page.url).group(1)
+
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+        created = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[train.id])))
+    assert QUICK_RUN_MESSAGE in [state.message for state in states], [(s.name, s.message) for s in states]
+    assert flow_run_id in {str(run.id) for run in created}
+    final = wait_for_run(stack, flow_run_id)
+    assert final.state.is_completed(), f"train ended {final.state.name}\n{run_logs(stack, flow_run_id)}"
+
+    # The flow run page: Completed, and the Artifacts tab lists every kind the flow creates.
+    page.reload()
+    page.get_by_text("Completed", exact=True).first.wait_for()
+    page.locator(f"a[href*='/deployments/deployment/{train.id}']").first.wait_for()
+    page.get_by_text(re.compile(r"Finished in state Completed")).first.wait_for()  # the Logs tab
+    shot(page, "02-flow-run")
+    page.get_by_role("tab", name="Artifacts").click()
+    cards = page.get_by_role("link").filter(has_text=re.compile(r"^(PROGRESS|TABLE|MARKDOWN|IMAGE)"))
+    cards.first.wait_for()
+    kinds = {text.split()[0] for text in cards.all_inner_texts()}
+    assert kinds == {"PROGRESS", "TABLE", "MARKDOWN", "IMAGE"}, kinds
+    page.get_by_role("link").filter(has_text="Samples from the fixed noise at step 4").first.wait_for()
+    shot(page, "03-flow-run-artifacts", full_page=True)
+
+    # The image artifacts load in the browser (data: URLs: no file server needed).
+    width, height = wait_for_image(page, "Samples from the fixed noise at step 4")
+    assert width > 0 and height > 0
+    shot(page, "04-artifact-samples")
+    page.go_back()
+    width, height = wait_for_image(page, "Losses up to step 4")
+    assert width > 0 and height > 0
+    shot(page, "05-artifact-loss-plot")
+    print(f"\nbrowser test wall time (stack already up): {time.monotonic() - started:.1f} s")
