@@ -1,0 +1,156 @@
+"""Ingest throughput against the decode limit, and peak memory on a long video.
+
+    python -m benchmarks.ingest
+
+Throughput is in source frames per second (frames of the video passed over, kept or
+not) on shared/videos/bottle-detection.mp4. The machine is shared, so each ingest run is
+bracketed by decode runs and the best of N ratios is reported (the median too). Peak RSS
+is measured in a fresh subprocess ingesting a 10-minute 360p video made here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from synthwave.settings import FrameSettings
+from tasks.shards import write_video_shards
+
+ROOT = Path(__file__).resolve().parents[1]
+VIDEO = ROOT.parent / "shared" / "videos" / "bottle-detection.mp4"
+REPEATS = 5
+# (every, image format, minimum ratio to the decode limit or None); JPEG shows the codec's share.
+RUNS = [(1, "png", 0.5), (10, "png", 1.5), (240, "png", None), (1, "jpeg", None)]
+RSS_LIMIT_MB = 600
+LONG_SECONDS, LONG_FPS, LONG_SIZE = 600, 30, (360, 640)
+
+
+def decode_fps(video: Path) -> tuple[float, int]:
+    """Plain VideoCapture.read() over the whole file: the limit to compare to."""
+    capture = cv2.VideoCapture(str(video))
+    frames, start = 0, time.perf_counter()
+    while capture.read()[0]:
+        frames += 1
+    return frames / (time.perf_counter() - start), frames
+
+
+def ingest_fps(video: Path, frames: int, settings: FrameSettings, work: Path) -> float:
+    out = work / "out"
+    start = time.perf_counter()
+    write_video_shards(video, "bench", settings, 100, out)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(out)
+    return frames / elapsed
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    value: float
+    unit: str
+    target: str = ""
+    passed: bool | None = None  # None: no target
+
+
+def throughput(work: Path) -> list[Row]:
+    """Each ingest run is bracketed by decode runs; the best of the per-run ratios counts."""
+    rows = []
+    for every, image_format, target in RUNS:
+        settings = FrameSettings(every=every, image_format=image_format)
+        runs = []  # (ratio, ingest fps, decode fps)
+        decode, frames = decode_fps(VIDEO)
+        for _ in range(REPEATS):
+            ingest = ingest_fps(VIDEO, frames, settings, work)
+            after, _ = decode_fps(VIDEO)
+            baseline = (decode + after) / 2  # the load seen just before and just after
+            runs.append((ingest / baseline, ingest, baseline))
+            decode = after
+        ratio, ingest, baseline = max(runs)
+        median = sorted(run[0] for run in runs)[len(runs) // 2]
+        label = f"every={every:<3} {image_format:<4}"
+        rows.append(Row(f"{label} decode limit: read(), around the best run", baseline, "fps"))
+        unit = f"fps {ratio:.2f}x (median {median:.2f}x)"
+        passed = None if target is None else ratio >= target
+        rows.append(Row(f"{label} write_video_shards", ingest, unit, "" if target is None else f">= {target}x", passed))
+    return rows
+
+
+def make_long_video(path: Path) -> None:
+    """Procedural 360p clip: a drifting noise texture, so frames neither repeat nor compress to nothing."""
+    height, width = LONG_SIZE
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (height + 256, width + 256, 3), np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), LONG_FPS, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError("OpenCV cannot write mp4v here")
+    for i in range(LONG_SECONDS * LONG_FPS):
+        dy, dx = (i // 3) % 256, i % 256
+        writer.write(np.ascontiguousarray(texture[dy : dy + height, dx : dx + width]))
+    writer.release()
+
+
+_CHILD = """
+import json, sys, time
+from pathlib import Path
+from synthwave.settings import FrameSettings
+from tasks.shards import write_video_shards
+start = time.perf_counter()
+manifest = write_video_shards(Path(sys.argv[1]), "long", FrameSettings(every=1), 100, Path(sys.argv[2]))
+print(json.dumps({"frames": manifest["frames"], "shards": len(manifest["shards"]),
+                  "seconds": time.perf_counter() - start, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def peak_rss(work: Path) -> tuple[float, dict]:
+    """Peak RSS (MB) of a fresh process ingesting the long video at every=1."""
+    video = work / "long.mp4"
+    make_long_video(video)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(video), str(work / "long")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    # ru_maxrss is in KiB on Linux: the largest of the children waited for (only this one).
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return peak_mb, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if not VIDEO.is_file():
+        sys.exit(f"{VIDEO} is missing: the benchmark needs the shared sample clips")
+    print(f"ingest benchmark on {VIDEO.name}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
+    print(f"best of {REPEATS} ingest runs, each against the decode runs around it; source frames per second\n")
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
+        work = Path(tmp)
+        rows = throughput(work)
+        peak_mb, child = peak_rss(work)
+    label = f"peak RSS: {LONG_SECONDS // 60}-min {LONG_SIZE[0]}p mp4v, every=1 ({child['frames']} frames)"
+    rows.append(Row(label, peak_mb, "MB", f"< {RSS_LIMIT_MB} MB", peak_mb < RSS_LIMIT_MB))
+    width = max(len(row.label) for row in rows)
+    unit_width = max(len(row.unit) for row in rows)
+    print(f"{'measure':<{width}}  {'value':>6}  {'':<{unit_width}}  {'target':<9}  result")
+    for row in rows:
+        verdict = "" if row.passed is None else ("PASS" if row.passed else "MISS")
+        print(f"{row.label:<{width}}  {row.value:>6.0f}  {row.unit:<{unit_width}}  {row.target:<9}  {verdict}")
+    print(
+        f"\nlong video: {child['frames'] / child['seconds']:.0f} source fps, {child['shards']} shards; "
+        f"tensorflow imported by ingest: {child['tensorflow']}; load average now {os.getloadavg()[0]:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
