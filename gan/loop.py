@@ -20,6 +20,7 @@ import tensorflow as tf
 from gan.data import image_dataset
 from gan.history import History
 from gan.images import save_grid
+from gan.models import upsampling_plan
 from gan.plots import plot_losses
 from gan.run import RunDir
 from gan.step import DCGAN
@@ -43,6 +44,23 @@ class Progress:
 
 
 Callback = Callable[[Progress], None]
+
+
+class ImageSizeError(ValueError):
+    """The dataset's image size is one the generator cannot produce; says which --size would do."""
+
+
+def check_image_size(settings: TrainSettings, image_shape: tuple[int, int, int]) -> None:
+    """Refuse, before anything is built or written, an image size the models cannot have."""
+    height, width = image_shape[0], image_shape[1]
+    try:
+        upsampling_plan(height, width, settings.max_blocks)
+    except ValueError as exc:
+        even = f"{height + height % 2}x{width + width % 2}"
+        raise ImageSizeError(
+            f"cannot train on {height}x{width} images ({exc}): re-ingest with --size HxW, both sides "
+            f"even (e.g. --size {even}), into another --data-dir"
+        ) from None
 
 
 def fixed_noise(settings: TrainSettings) -> tf.Tensor:
@@ -70,6 +88,7 @@ def train(
     on_progress: Callback = lambda progress: None,
 ) -> Progress:
     """Train until `settings.steps`, resuming from the run directory's latest checkpoint."""
+    check_image_size(settings, image_shape)  # before the run dir is created or locked
     run = RunDir(settings.run_dir)
     lock = run.lock()
     try:

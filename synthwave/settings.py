@@ -42,6 +42,23 @@ ImageSize = Annotated[
 Aspect = Annotated[float, Field(gt=0), BeforeValidator(_parse_aspect)]
 
 
+def _parse_none(value: object) -> object:
+    """Accept "none" (as typed on the command line) for no limit."""
+    return None if isinstance(value, str) and value.strip().lower() in ("none", "") else value
+
+
+def _parse_hosts(value: object) -> object:
+    """Accept "a.org,10.0.0.0/8" as well as ["a.org", "10.0.0.0/8"]; names are lower-cased."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return tuple(str(part).strip().lower() for part in value)
+    return value
+
+
+HostList = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_parse_hosts)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +77,17 @@ class DownloadSettings(Strict):
     max_bytes: int = Field(2 * 1024**3, gt=0, description="Refuse a download larger than this")
     retries: int = Field(4, ge=0, description="Retries of transient failures (5xx, 429, connection)")
     retry_delay_s: float = Field(2.0, ge=0, description="Base of the exponential backoff")
+    max_duration_s: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
+        6 * 3600.0, gt=0, description="Refuse a video longer than this (seconds; none: no limit)"
+    )
+    allowed_hosts: HostList | None = Field(
+        None,
+        description=(
+            "Hosts a direct URL may fetch from, comma-separated (name, .suffix, IP or CIDR); "
+            "none: any public host. YouTube is always allowed; private, loopback and "
+            "link-local addresses only when listed"
+        ),
+    )
 
     def output_digest(self) -> str:
         """Only what changes the downloaded bytes belongs in the cache key."""
@@ -121,7 +149,7 @@ class TrainSettings(Strict):
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
     keep_checkpoints: int = Field(3, gt=0)
     grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
-    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: on with a GPU")
+    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16")
     jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
     artifact_base_url: str | None = Field(
         None, description="URL the browser reaches run_dir at (e.g. a static server or bucket)"

@@ -4,16 +4,26 @@ No retries here: the Prefect task around `download` retries TransientDownloadErr
 so the classification below decides what gets retried.
 
 A download is staged in a hidden folder inside downloads_dir and renamed to
-`<key><ext>` only once complete, so a file under its final name is always whole.
+`<key><ext>` only once complete, so a file under its final name is always whole; the note
+beside it records its size, so a file cut short or replaced afterwards is detected
+(`is_complete`) and fetched again.
+
+Where a direct URL may lead is checked before every request, redirects included
+(`check_destination`): only public addresses by default, only YouTube and the listed hosts
+with DownloadSettings.allowed_hosts, so a parameter cannot point a worker at internal
+services or cloud metadata. Nothing here runs a shell.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import logging
 import os
 import re
+import shutil
+import socket
 import tempfile
 import urllib.error
 from collections.abc import Callable, Iterator
@@ -22,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import cv2
 import deno
 import httpx
 import pytubefix.exceptions
@@ -34,7 +45,11 @@ from synthwave.atomic import write_json
 from synthwave.settings import DownloadSettings
 from tasks.sources import Source
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 _MAX_REDIRECTS = 10
+# Always allowed, with their subdomains: YouTube sources never leave these.
+_YOUTUBE_DOMAINS = ("youtube.com", "youtu.be", "youtube-nocookie.com", "googlevideo.com")
 _CHUNK = 1 << 20
 _RETRY_STATUS = {408, 425, 429}  # and every 5xx
 _VIDEO_SUFFIXES = {
@@ -45,6 +60,11 @@ _TYPE_SUFFIXES = {
     "video/quicktime": ".mov", "video/x-msvideo": ".avi", "video/x-flv": ".flv", "video/mp2t": ".ts",
     "video/mpeg": ".mpg", "video/3gpp": ".3gp", "video/ogg": ".ogv",
 }  # fmt: skip
+# Bodies OpenCV's FFmpeg would open as a one-frame "video" (or might), whatever their Content-Type.
+_NOT_VIDEO_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"), (b"<!doctype html", "an HTML page"), (b"<html", "an HTML page"),
+)  # fmt: skip
 # yt-dlp reports some failures only as text; these mean the network or the server hiccuped.
 _TRANSIENT_TEXT = re.compile(
     r"HTTP Error (5\d\d|408|425|429)|timed? ?out|connection (reset|refused|aborted)|"
@@ -84,13 +104,33 @@ def download(source: Source, settings: DownloadSettings, downloads_dir: Path) ->
     if cached := _cached(source, settings, downloads_dir):
         return cached
     downloads_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_staging(downloads_dir, source.key)
     fetch = _fetch_http if source.kind == "http" else _YOUTUBE_BACKENDS[settings.downloader]
-    with tempfile.TemporaryDirectory(dir=downloads_dir, prefix=f".{source.key}.") as staging:
+    prefix = f".{source.key}.{os.getpid()}."  # the pid tells a crashed download's leftovers
+    with tempfile.TemporaryDirectory(dir=downloads_dir, prefix=prefix) as staging:
         file, title = fetch(source, settings, Path(staging))
         return _publish(file, title, source, settings, downloads_dir)
 
 
 # -- the download folder ------------------------------------------------------------------
+
+
+def _sweep_staging(downloads_dir: Path, key: str) -> None:
+    """Remove staging folders of `key` left by processes that died (kill -9) mid-download."""
+    for folder in downloads_dir.glob(f".{key}.*"):
+        pid = folder.name[len(key) + 2 :].split(".")[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _note_path(downloads_dir: Path, key: str) -> Path:
@@ -115,7 +155,35 @@ def _cached(source: Source, settings: DownloadSettings, downloads_dir: Path) -> 
         note = {}
     if source.kind == "youtube" and note.get("output") != settings.output_digest():
         return None
+    if not _whole(finals[0], note):
+        return None  # cut short or replaced since: fetch it again
     return Video(source.key, finals[0], note.get("title") or finals[0].stem, source.location)
+
+
+def _whole(path: Path, note: dict) -> bool:
+    """The file has the size its note recorded (notes from before sizes were kept: any size)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    expected = note.get("bytes")
+    return size > 0 and (not isinstance(expected, int) or size == expected)
+
+
+def is_complete(source: Source, downloads_dir: Path) -> bool:
+    """True if `source` needs no download: a local file that exists, or a download on disk
+    with the size recorded when it was published. The ingest flow recomputes a cached
+    download when this is False, so a deleted or truncated file is fetched again."""
+    if source.kind == "file":
+        return Path(source.location).is_file()
+    finals = sorted(downloads_dir.glob(f"{source.key}.*"))
+    if not finals:
+        return False
+    try:
+        note = json.loads(_note_path(downloads_dir, source.key).read_text())
+    except (OSError, ValueError):
+        note = {}
+    return _whole(finals[0], note if isinstance(note, dict) else {})
 
 
 def _publish(
@@ -125,6 +193,7 @@ def _publish(
     final = downloads_dir / f"{source.key}{file.suffix.lower()}"
     with open(file, "rb+") as handle:
         os.fsync(handle.fileno())  # on disk before the rename makes it look complete
+    size = file.stat().st_size
     os.replace(file, final)
     for stale in downloads_dir.glob(f"{source.key}.*"):
         if stale != final:
@@ -132,7 +201,7 @@ def _publish(
     # After the rename: a crash in between leaves an old note, which only costs a re-download.
     write_json(
         _note_path(downloads_dir, source.key),
-        {"title": title, "source": source.location, "output": settings.output_digest()},
+        {"title": title, "source": source.location, "output": settings.output_digest(), "bytes": size},
     )
     return Video(source.key, final, title, source.location)
 
@@ -166,12 +235,15 @@ def _fetch_http(source: Source, settings: DownloadSettings, staging: Path) -> tu
                 max_redirects=_MAX_REDIRECTS,
                 # Raw bytes are the file, and Content-Length counts them.
                 headers={"Accept-Encoding": "identity"},
+                # Before every request, each redirect's included.
+                event_hooks={"request": [lambda request: check_destination(request.url, settings, where)]},
             ) as client,
             client.stream("GET", where) as response,
         ):
             _check_response(source, settings, response)
             path = staging / f"video{_suffix(response)}"
             _save(source, settings, response, path)
+        _check_video(source, settings, path)
     except httpx.TooManyRedirects as exc:
         raise PermanentDownloadError(f"{where}: redirect loop (over {_MAX_REDIRECTS} redirects)") from exc
     except httpx.UnsupportedProtocol as exc:
@@ -211,6 +283,128 @@ def _save(source: Source, settings: DownloadSettings, response: httpx.Response, 
                     f"{source.location}: too large (over max_bytes, {settings.max_bytes} bytes)"
                 )
             out.write(chunk)
+
+
+def _check_video(source: Source, settings: DownloadSettings, path: Path) -> None:
+    """Refuse a body OpenCV cannot decode a frame of, or one longer than max_duration_s.
+
+    A video type is no proof: refused here, nothing is published, so a rerun asks again
+    instead of reusing a file the frame step can never read.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    for magic, what in _NOT_VIDEO_MAGIC:
+        if head.lstrip().lower().startswith(magic) if what == "an HTML page" else head.startswith(magic):
+            raise PermanentDownloadError(f"{source.location}: not a video (the body is {what})")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        raise PermanentDownloadError(f"{source.location}: not a video (the body is a WebP image)")
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened() or not capture.grab():
+            raise PermanentDownloadError(f"{source.location}: not a video (OpenCV cannot decode a frame of it)")
+        frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    limit = settings.max_duration_s
+    if limit is not None and fps > 0 and frames > 0 and frames / fps > limit:
+        raise PermanentDownloadError(_too_long(source, frames / fps, limit))
+
+
+def _too_long(source: Source, seconds: float, limit: float) -> str:
+    return f"{source.location}: too long ({seconds:.0f} s; max_duration_s is {limit:g})"
+
+
+# -- where a direct URL may lead ---------------------------------------------------------------
+
+
+def _is_youtube(host: str) -> bool:
+    return any(host == domain or host.endswith(f".{domain}") for domain in _YOUTUBE_DOMAINS)
+
+
+def _address(text: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(text.split("%")[0])  # fe80::1%eth0
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return address
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to (an IP literal: itself)."""
+    if literal := _address(host):
+        return [literal]
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [address for info in infos if (address := _address(str(info[4][0]))) is not None]
+
+
+def _is_public(address: IPAddress) -> bool:
+    """Not private, loopback, link-local (169.254.169.254: cloud metadata), reserved, shared
+    or multicast: an address on the internet."""
+    return address.is_global and not address.is_multicast
+
+
+def _name_listed(host: str, allowed: tuple[str, ...]) -> bool:
+    for entry in allowed:
+        if entry.startswith(("*.", ".")):
+            suffix = entry.lstrip("*")
+            if host.endswith(suffix) or host == suffix[1:]:
+                return True
+        elif host == entry.strip("[]"):
+            return True
+    return False
+
+
+def _networks(allowed: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for entry in allowed:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        except ValueError:
+            continue  # a host name
+    return networks
+
+
+def check_destination(url: httpx.URL | str, settings: DownloadSettings, where: str) -> None:
+    """Refuse a URL this worker must not fetch; PermanentDownloadError names it and the fix.
+
+    YouTube hosts are always allowed. With allowed_hosts None any host whose every address
+    is public is allowed; private, loopback, link-local and reserved addresses are refused.
+    With a list, only YouTube and the listed hosts (names, `.suffix`, or IPs and CIDR
+    networks for IP-literal URLs; private ones included) are allowed.
+    Limit: the check resolves the name, the connection resolves it again; a DNS server that
+    answers differently the second time (rebinding) is not caught. List hosts to rule it out.
+    """
+    url = httpx.URL(str(url))
+    host = (url.host or "").lower()
+    if url.scheme not in ("http", "https"):
+        raise PermanentDownloadError(f"{where}: refused {url.scheme}:// URL {str(url)[:200]!r}: http(s) only")
+    if _is_youtube(host):
+        return
+    allowed = settings.allowed_hosts
+    if allowed is not None:
+        # A list: the name itself, or an IP literal in a listed network. No DNS, so a
+        # name cannot be re-pointed into a listed range.
+        literal = _address(host)
+        if _name_listed(host, allowed) or (literal and any(literal in net for net in _networks(allowed))):
+            return
+        raise PermanentDownloadError(
+            f"{where}: host {host!r} is not in download.allowed_hosts ({', '.join(allowed) or 'empty'}): "
+            "add it there to download from it"
+        )
+    try:
+        addresses = _resolve(host, url.port or (443 if url.scheme == "https" else 80))
+    except (OSError, UnicodeError) as exc:
+        raise TransientDownloadError(f"{where}: cannot resolve host {host!r} ({_describe(exc)})") from exc
+    if not addresses:
+        raise TransientDownloadError(f"{where}: host {host!r} resolves to no address")
+    blocked = [address for address in addresses if not _is_public(address)]
+    if blocked:
+        raise PermanentDownloadError(
+            f"{where}: host {host!r} is at {blocked[0]}, a private, loopback, link-local or reserved "
+            "address: refused; list it in download.allowed_hosts to allow it"
+        )
 
 
 def _suffix(response: httpx.Response) -> str:
@@ -257,6 +451,8 @@ def _ytdlp_options(source: Source, settings: DownloadSettings, staging: Path) ->
         },
         "max_filesize": settings.max_bytes,  # checked against Content-Length up front
         "progress_hooks": [_ytdlp_size_guard(source, settings.max_bytes)],  # and while streaming
+        # Before any media request, from the video's metadata.
+        "match_filter": _ytdlp_duration_guard(source, settings.max_duration_s),
         "js_runtimes": _js_runtimes(),
     }
 
@@ -268,6 +464,15 @@ def _js_runtimes() -> dict[str, dict[str, str]]:
         return {"deno": {"path": deno.find_deno_bin()}}
     except FileNotFoundError:
         return {"deno": {}}  # yt-dlp looks on PATH
+
+
+def _ytdlp_duration_guard(source: Source, limit: float | None) -> Callable[..., None]:
+    def match_filter(info: dict[str, Any], *, incomplete: bool = False) -> None:
+        duration = info.get("duration")
+        if limit is not None and isinstance(duration, int | float) and duration > limit:
+            raise PermanentDownloadError(_too_long(source, duration, limit))
+
+    return match_filter
 
 
 def _ytdlp_size_guard(source: Source, max_bytes: int) -> Callable[[dict[str, Any]], None]:
@@ -365,6 +570,9 @@ def _fetch_pytube(source: Source, settings: DownloadSettings, staging: Path) -> 
     try:
         youtube = YouTube(where, on_progress_callback=size_guard)
         stream = _pick_stream(list(youtube.streams), settings.max_height)
+        limit = settings.max_duration_s
+        if limit is not None and (youtube.length or 0) > limit:
+            raise PermanentDownloadError(_too_long(source, youtube.length, limit))
         if stream is None:
             raise PermanentDownloadError(f"{where}: no mp4 video stream")
         if stream.filesize > settings.max_bytes:

@@ -1,0 +1,278 @@
+"""Training throughput on CPU: the article's step, the TensorFlow tutorial's, and the project's.
+
+    python -m benchmarks.train                      # the three steps, medians and ratios
+    python -m benchmarks.train --ablate             # + one row per optimisation tried
+    python -m benchmarks.train --shards 'data/shards/*.tfrecord'   # + gan.data alone
+
+All steps train the same models (gan.models, 96x160, batch 64, latent 100, one seed) on
+one fixed batch, so only the step differs:
+  article   eager (no tf.function), two tapes, D called on real and on fake, float32;
+  tutorial  the same under @tf.function, as in tensorflow.org/tutorials/generative/dcgan;
+  project   gan.step.DCGAN.train_step with default TrainSettings (bfloat16 on CPUs
+            that compute it natively).
+The machine is shared and has few cores, so each step is traced first, the steps are
+timed in interleaved rounds (A B C A B C ...) and the median round is reported, as
+images per wall second and per CPU second of this process; the latter is what counts
+when other jobs take cores away. Thread settings are process-wide and fixed at start-up,
+so those rows run in subprocesses, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from gan.models import build_discriminator, build_generator  # noqa: E402
+from gan.step import DCGAN, _bce, native_bfloat16  # noqa: E402
+from synthwave.settings import TrainSettings  # noqa: E402
+
+BATCH = 64
+TARGET_EAGER, TARGET_TUTORIAL, TARGET_DATA = 2.5, 1.2, 10.0
+Shape = tuple[int, int, int]
+Step = Callable[[tf.Tensor], dict[str, tf.Tensor]]
+
+
+def settings(**overrides: object) -> TrainSettings:
+    return TrainSettings(batch_size=BATCH, latent_dim=100, **overrides)
+
+
+def two_tape_step(shape: Shape) -> Step:
+    """The tutorial's train_step on the project's models: two tapes, D called twice, float32."""
+    s = settings()
+    generator = build_generator(shape, s.latent_dim, s.g_filters, s.max_blocks, seed=s.seed)
+    discriminator = build_discriminator(shape, s.d_filters, s.max_blocks, s.dropout, seed=s.seed + 1)
+    g_opt = keras.optimizers.Adam(s.g_lr, beta_1=s.beta_1, beta_2=s.beta_2)
+    d_opt = keras.optimizers.Adam(s.d_lr, beta_1=s.beta_1, beta_2=s.beta_2)
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    def step(real: tf.Tensor) -> dict[str, tf.Tensor]:
+        noise = tf.random.normal([BATCH, s.latent_dim])
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = generator(noise, training=True)
+            real_out = discriminator(real, training=True)
+            fake_out = discriminator(fake, training=True)
+            g_loss = bce(tf.ones_like(fake_out), fake_out)
+            d_loss = bce(tf.ones_like(real_out), real_out) + bce(tf.zeros_like(fake_out), fake_out)
+        g_vars, d_vars = generator.trainable_variables, discriminator.trainable_variables
+        g_opt.apply(g_tape.gradient(g_loss, g_vars), g_vars)
+        d_opt.apply(d_tape.gradient(d_loss, d_vars), d_vars)
+        return {"g_loss": g_loss, "d_loss": d_loss}
+
+    return step
+
+
+class ConcatDCGAN(DCGAN):
+    """The project's step with one D call on concat([real, fake]), as first designed."""
+
+    def _train_step(self, real: tf.Tensor) -> dict[str, tf.Tensor]:
+        g_vars, d_vars = self.generator.trainable_variables, self.discriminator.trainable_variables
+        batch = tf.shape(real)[0]
+        with tf.GradientTape(persistent=True) as tape:
+            fake = self.generator(self.noise_rng.normal([batch, self.settings.latent_dim]), training=True)
+            logits = self.discriminator(tf.concat([real, fake], 0), training=True)
+            real_logits, fake_logits = logits[:batch], logits[batch:]
+            d_loss = _bce(1.0 - self.settings.label_smoothing, real_logits) + _bce(0.0, fake_logits)
+            g_loss = _bce(1.0, fake_logits)
+        self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
+        self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
+        self.step.assign_add(1)
+        return {"g_loss": g_loss, "d_loss": d_loss}
+
+
+class FusedBatchNorm(keras.layers.Layer):
+    """BatchNormalization as one FusedBatchNormV3 op (Keras 3 composes it from moments and arithmetic)."""
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def build(self, shape: tuple[int | None, ...]) -> None:
+        channels = (shape[-1],)
+        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+        self.moving_mean = self.add_weight(shape=channels, initializer="zeros", trainable=False, name="moving_mean")
+        self.moving_variance = self.add_weight(shape=channels, initializer="ones", trainable=False, name="moving_var")
+
+    def call(self, x: tf.Tensor, training: bool = False, mask: None = None) -> tf.Tensor:
+        x4 = x if x.shape.rank == 4 else x[:, None, None, :]  # the op wants NHWC
+        if training:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x4, self.gamma, self.beta, epsilon=self.epsilon, is_training=True
+            )
+            self.moving_mean.assign(self.momentum * self.moving_mean + (1 - self.momentum) * mean)
+            self.moving_variance.assign(self.momentum * self.moving_variance + (1 - self.momentum) * variance)
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x4, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon, is_training=False
+            )
+        return y if x.shape.rank == 4 else y[:, 0, 0, :]
+
+
+class FusedBNDCGAN(DCGAN):
+    """The project's step with the generator's BatchNorm fused; float32 only, as Keras hands the
+    layer its variables autocast to bfloat16, which FusedBatchNormV3 refuses for the statistics."""
+
+    def __init__(self, settings: TrainSettings, image_shape: Shape) -> None:
+        super().__init__(settings, image_shape)
+
+        def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                return FusedBatchNorm()
+            return layer.__class__.from_config(layer.get_config())
+
+        self.generator = keras.models.clone_model(self.generator, clone_function=swap)
+        self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
+
+
+@dataclass
+class Variant:
+    name: str
+    step: Step
+    steps: int  # timed steps per round
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def run(self, real: tf.Tensor) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(self.steps):
+            out = self.step(real)
+        float(out["g_loss"])  # wait for the last step
+        images = self.steps * BATCH
+        self.wall.append(images / (time.perf_counter() - wall))
+        self.cpu.append(images / (time.process_time() - cpu))
+
+    @property
+    def per_s(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def per_cpu_s(self) -> float:
+        return statistics.median(self.cpu)
+
+
+def measure(variants: list[Variant], shape: Shape, rounds: int) -> None:
+    real = tf.random.stateless_uniform([BATCH, *shape], seed=(0, 0), minval=-1.0, maxval=1.0)
+    for variant in variants:
+        variant.step(real)  # trace and build outside the timing
+    for _ in range(rounds):
+        for variant in variants:
+            variant.run(real)
+
+
+def thread_rows(args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """The project's step in a fresh process per (inter, intra) thread-pool setting."""
+    rows = []
+    for inter, intra in ((0, 0), (1, 2), (2, 1), (1, 1)):
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.train", "--project-only", "--threads", f"{inter},{intra}",
+             "--size", args.size, "--rounds", str(args.rounds), "--steps", str(args.steps)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        label = "TF default" if inter == 0 else f"inter={inter} intra={intra}"
+        rows.append((f"project, threads {label} (own process)", result["per_s"], result["per_cpu_s"]))
+    return rows
+
+
+def data_rate(pattern: str, batches: int) -> float:
+    """Images/s of gan.data.image_dataset alone, built as the training loop builds it."""
+    try:
+        from gan.data import image_dataset
+    except ImportError as error:
+        raise SystemExit(f"--shards needs gan/data.py with image_dataset(...): {error}") from error
+    paths = sorted(glob.glob(pattern))
+    if not paths:
+        raise SystemExit(f"--shards {pattern!r} matches no files")
+    s = settings()
+    iterator = iter(image_dataset(paths, BATCH, shuffle_buffer=s.shuffle_buffer, seed=s.seed, repeat=True))
+    for _ in range(3):  # fill the shuffle buffer and let AUTOTUNE settle
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * BATCH / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="96x160", help="image HxW (default 96x160)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; the median is reported")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per variant and round")
+    parser.add_argument("--ablate", action="store_true", help="also time each optimisation on its own")
+    parser.add_argument("--shards", metavar="GLOB", help="also time gan.data.image_dataset on these shards")
+    parser.add_argument("--threads", metavar="INTER,INTRA", help="TF thread pools (0: TF's default)")
+    parser.add_argument("--project-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    height, width = (int(n) for n in args.size.lower().split("x"))
+    shape = (height, width, 3)
+    if args.threads:
+        inter, intra = (int(n) for n in args.threads.split(","))
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+
+    gan = DCGAN(settings(), shape)
+    project = Variant(f"project: DCGAN.train_step ({gan.dtype_policy or 'float32'})", gan.train_step, args.steps)
+    if args.project_only:
+        measure([project], shape, args.rounds)
+        print(json.dumps({"per_s": project.per_s, "per_cpu_s": project.per_cpu_s}))
+        return
+
+    article = Variant("article: eager, 2 tapes, 2 D calls", two_tape_step(shape), args.steps)
+    tutorial = Variant("tutorial: tf.function, 2 tapes, 2 D calls", tf.function(two_tape_step(shape)), args.steps)
+    main_rows = [article, tutorial, project]
+    # (variant, what it is compared with): each optimisation on or off against its neighbour.
+    extra: list[tuple[Variant, Variant]] = []
+    if args.ablate:
+
+        def variant(name: str, gan: DCGAN, steps: int = args.steps) -> Variant:
+            return Variant(name, gan.train_step, steps)
+
+        f32 = variant("project, float32 (mixed_precision=off)", DCGAN(settings(mixed_precision="off"), shape))
+        fused = FusedBNDCGAN(settings(mixed_precision="off"), shape)
+        xla = DCGAN(settings(mixed_precision="off", jit_compile="on"), shape)
+        extra = [
+            (f32, project),
+            (variant("project, D on concat([real, fake])", ConcatDCGAN(settings(), shape)), project),
+            (variant("project, float32 + fused BatchNorm in G", fused), f32),
+            (variant("project, float32 + XLA (jit_compile=on)", xla, steps=1), f32),  # 1: it is that slow
+        ]
+    measure(main_rows + [variant for variant, _ in extra], shape, args.rounds)
+
+    print(f"CPU training throughput at {height}x{width}, batch {BATCH}: median of {args.rounds} interleaved rounds "
+          f"of {args.steps} steps; {os.cpu_count()} CPUs, native bfloat16: {native_bfloat16()}, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"{'step':<44} {'images/s':>9} {'img/CPU-s':>10}  vs")
+    for variant in main_rows:
+        print(f"{variant.name:<44} {variant.per_s:>9.1f} {variant.per_cpu_s:>10.1f}")
+    for variant, base in extra:
+        print(f"{variant.name:<44} {variant.per_s:>9.1f} {variant.per_cpu_s:>10.1f}  "
+              f"{variant.per_cpu_s / base.per_cpu_s:.2f}x CPU-s of {base.name.split(' (')[0]}")  # fmt: skip
+    if args.ablate:
+        for name, per_s, per_cpu_s in thread_rows(args):
+            print(f"{name:<44} {per_s:>9.1f} {per_cpu_s:>10.1f}  not interleaved")
+    print()
+    for name, base, target in (("article", article, TARGET_EAGER), ("tutorial", tutorial, TARGET_TUTORIAL)):
+        wall, cpu = project.per_s / base.per_s, project.per_cpu_s / base.per_cpu_s
+        print(f"project / {name}: {cpu:.2f}x images/CPU-s, {wall:.2f}x images/s "
+              f"(target >= {target}x per CPU-s: {'ok' if cpu >= target else 'MISSED'})")  # fmt: skip
+    if args.shards:
+        rate = data_rate(args.shards, batches=20)
+        print(f"gan.data.image_dataset alone: {rate:.0f} images/s = {rate / project.per_s:.1f}x the project's step "
+              f"(target >= {TARGET_DATA}x: {'ok' if rate >= TARGET_DATA * project.per_s else 'MISSED'})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

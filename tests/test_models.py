@@ -1,0 +1,62 @@
+"""gan.models: the upsampling plan and model shapes for any image size, on tiny models."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan.models import build_discriminator, build_generator, upsampling_plan
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "max_blocks", "plan"),
+    [
+        (180, 320, 4, (2, 45, 80)),
+        (32, 56, 4, (3, 4, 7)),
+        (96, 160, 4, (4, 6, 10)),
+        (360, 640, 4, (3, 45, 80)),
+        (96, 160, 2, (2, 24, 40)),
+    ],
+)
+def test_upsampling_plan(height: int, width: int, max_blocks: int, plan: tuple[int, int, int]) -> None:
+    assert upsampling_plan(height, width, max_blocks) == plan
+
+
+@pytest.mark.parametrize(("height", "width"), [(45, 80), (180, 321)])
+def test_odd_side_names_the_size(height: int, width: int) -> None:
+    with pytest.raises(ValueError, match=f"{height}x{width}.*odd"):
+        upsampling_plan(height, width, 4)
+
+
+def test_too_small_base_names_the_size() -> None:
+    with pytest.raises(ValueError, match="16x16.*1x1.*max_blocks"):
+        upsampling_plan(16, 16, 4)
+    assert upsampling_plan(16, 16, 3) == (3, 2, 2)
+
+
+@pytest.mark.parametrize(("shape", "max_blocks"), [((32, 56, 3), 4), ((16, 16, 3), 3), ((24, 40, 3), 2)])
+def test_generator_and_discriminator_shapes(shape: tuple[int, int, int], max_blocks: int) -> None:
+    generator = build_generator(shape, latent_dim=8, filters=32, max_blocks=max_blocks, seed=0)
+    discriminator = build_discriminator(shape, filters=8, max_blocks=max_blocks, seed=0)
+    images = generator(tf.random.normal([3, 8], stddev=50.0), training=False)
+    assert images.shape == (3, *shape) and images.dtype == tf.float32
+    assert np.abs(images.numpy()).max() <= 1.0  # tanh, even for far-out noise
+    logits = discriminator(images, training=True)
+    assert logits.shape == (3, 1) and logits.dtype == tf.float32
+
+
+def test_mixed_precision_keeps_float32_outputs() -> None:
+    generator = build_generator((16, 16, 3), 8, 32, 2, seed=0, dtype="mixed_bfloat16")
+    discriminator = build_discriminator((16, 16, 3), 8, 2, seed=0, dtype="mixed_bfloat16")
+    assert generator.layers[1].compute_dtype == "bfloat16" and generator.layers[1].variable_dtype == "float32"
+    images = generator(tf.random.normal([2, 8]))
+    assert images.dtype == tf.float32
+    assert discriminator(images).dtype == tf.float32
+
+
+def test_seed_fixes_the_initial_weights() -> None:
+    def weights(seed: int) -> list[np.ndarray]:
+        return build_generator((16, 16, 3), 8, 32, 2, seed=seed).get_weights()
+
+    first, again, other = weights(1), weights(1), weights(2)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(first[0], other[0])

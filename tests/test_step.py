@@ -1,0 +1,130 @@
+"""gan.step.DCGAN on CPU with tiny models: updates, reproducibility, EMA, checkpoints, precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan.step import DCGAN, native_bfloat16
+from synthwave.settings import TrainSettings
+
+SHAPE = (16, 16, 3)
+TINY = dict(batch_size=4, latent_dim=8, g_filters=32, d_filters=8, max_blocks=2, seed=3)
+
+
+def make(**overrides: object) -> DCGAN:
+    return DCGAN(TrainSettings(**{**TINY, **overrides}), SHAPE)
+
+
+def batch(seed: int = 0) -> tf.Tensor:
+    return tf.random.stateless_uniform([4, *SHAPE], seed=(seed, 1), minval=-1.0, maxval=1.0)
+
+
+def values(variables: list[tf.Variable]) -> list[np.ndarray]:
+    return [v.numpy().copy() for v in variables]
+
+
+def losses(gan: DCGAN, steps: int) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in gan.train_step(batch(i)).items()} for i in range(steps)]
+
+
+def test_step_updates_both_networks() -> None:
+    gan = make()
+    g_before, d_before = values(gan.generator.trainable_variables), values(gan.discriminator.trainable_variables)
+    metrics = gan.train_step(batch())
+    assert set(metrics) == {"g_loss", "d_loss", "d_real", "d_fake"}
+    assert all(v.shape == () and np.isfinite(v.numpy()) for v in metrics.values())
+    assert 0 < float(metrics["d_real"]) < 1 and 0 < float(metrics["d_fake"]) < 1
+    for before, variables in ((g_before, gan.generator), (d_before, gan.discriminator)):
+        after = values(variables.trainable_variables)
+        assert all(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+    assert int(gan.step.numpy()) == 1
+
+
+@pytest.mark.parametrize("precision", ["off", "on"])
+def test_same_seed_same_losses(precision: str) -> None:
+    # Bit-exact on CPU: same initial weights, noise and dropout masks, deterministic kernels.
+    first, again = losses(make(mixed_precision=precision), 3), losses(make(mixed_precision=precision), 3)
+    assert first == again
+    assert losses(make(mixed_precision=precision, seed=4), 1)[0] != first[0]
+
+
+def test_ema_trails_the_generator() -> None:
+    decay = 0.9
+    gan = make(ema_decay=decay)
+    assert gan.ema_generator is not None
+    assert all(np.array_equal(e, r) for e, r in zip(gan.ema_generator.get_weights(), gan.generator.get_weights()))
+    for i in range(2):
+        ema_before = values(gan.ema_generator.weights)
+        gan.train_step(batch(i))
+        for ema, raw, before in zip(gan.ema_generator.weights, gan.generator.weights, ema_before, strict=True):
+            raw_now, ema_now = raw.numpy(), ema.numpy()
+            if raw.trainable:
+                np.testing.assert_allclose(ema_now, raw_now + decay * (before - raw_now), rtol=1e-5, atol=1e-7)
+                assert not np.array_equal(ema_now, raw_now)
+                # Closer to the generator than before the step.
+                assert np.abs(ema_now - raw_now).sum() < np.abs(before - raw_now).sum()
+            else:
+                np.testing.assert_array_equal(ema_now, raw_now)  # BatchNorm statistics are copied
+    noise = tf.random.normal([2, 8])
+    assert not np.allclose(gan.sample(noise), gan.generator(noise, training=False))
+    assert make().ema_generator is None
+
+
+def test_checkpoint_restores_everything(tmp_path: Path) -> None:
+    trained = make(ema_decay=0.9)
+    losses(trained, 2)
+    path = trained.checkpoint().save(str(tmp_path / "ckpt"))
+    resumed = make(ema_decay=0.9, seed=9)  # other initial weights and noise: all must come from the file
+    resumed.checkpoint().restore(path).assert_consumed()
+
+    assert int(resumed.step.numpy()) == 2
+    for a, b in (
+        (trained.generator, resumed.generator),
+        (trained.discriminator, resumed.discriminator),
+        (trained.ema_generator, resumed.ema_generator),
+    ):
+        assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights(), strict=True))
+    for a, b in ((trained.g_optimizer, resumed.g_optimizer), (trained.d_optimizer, resumed.d_optimizer)):
+        assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.variables, b.variables, strict=True))
+    # The resumed run continues as the uninterrupted one: same noise, same next step.
+    np.testing.assert_array_equal(trained.noise_rng.normal([3, 8]), resumed.noise_rng.normal([3, 8]))
+    assert losses(trained, 1) == losses(resumed, 1)
+
+
+def test_label_smoothing_changes_only_d_loss() -> None:
+    plain, smooth = make().train_step(batch()), make(label_smoothing=0.2).train_step(batch())
+    assert float(plain["d_loss"]) != float(smooth["d_loss"])
+    assert float(plain["g_loss"]) == float(smooth["g_loss"])  # same weights and noise before the update
+
+
+def test_bfloat16_on_cpu() -> None:
+    assert make().dtype_policy == ("mixed_bfloat16" if native_bfloat16() else None)
+    assert make(mixed_precision="off").dtype_policy is None
+    gan = make(mixed_precision="on")
+    assert gan.dtype_policy == "mixed_bfloat16" and not gan.jit_compile
+    metrics = gan.train_step(batch())
+    assert all(np.isfinite(v.numpy()) for v in metrics.values())
+    assert gan.sample(tf.random.normal([2, 8])).dtype == tf.float32
+
+
+def test_float16_loss_scaling_unscales_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU path, on CPU: Adam's first moment must see unscaled gradients (2**15 times smaller)."""
+    reference = make(mixed_precision="off")
+    reference.train_step(batch())
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["pretend GPU"])
+    gan = make(jit_compile="off")
+    assert gan.dtype_policy == "mixed_float16"
+    metrics = gan.train_step(batch())
+    assert all(np.isfinite(v.numpy()) for v in metrics.values())
+    scale = float(gan.d_optimizer.dynamic_scale.numpy())
+    assert scale == 2.0**15  # no overflow: the step was applied, not skipped
+
+    def first_moment(gan: DCGAN) -> float:
+        inner = getattr(gan.d_optimizer, "inner_optimizer", gan.d_optimizer)
+        return float(sum(np.abs(m.numpy()).sum() for m in inner._momentums))
+
+    assert 0.5 < first_moment(gan) / first_moment(reference) < 2.0
