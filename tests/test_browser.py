@@ -26,6 +26,7 @@ pytest.register_assert_rewrite("tests.stack_fixture")  # before the import: its 
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.actions import DeploymentUpdate  # noqa: E402
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId  # noqa: E402
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
 from tests.loopback import SAMPLE_VIDEOS  # noqa: E402
 from tests.stack_fixture import run_logs, tiny_train_settings, wait_for_run  # noqa: E402
@@ -92,6 +93,21 @@ def wait_for_image(page, description: str) -> tuple[int, int]:
     return tuple(image.evaluate("img => [img.naturalWidth, img.naturalHeight]"))
 
 
+def deployment_runs(deployment_id) -> set[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+    return {str(run.id) for run in runs}
+
+
+def created_run(deployment_id, before: set[str], timeout_s: float = 120) -> str:
+    """The id of the one flow run of the deployment created since `before`, once the server has it."""
+    deadline = time.monotonic() + timeout_s
+    while not (new := deployment_runs(deployment_id) - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(new) == 1, f"expected one new flow run of deployment {deployment_id}, found {len(new)}"
+    return new.pop()
+
+
 def test_quick_run_train_from_the_ui_and_see_its_artifacts(stack_api, stack_dataset, page, tmp_path):
     stack, started = stack_api, time.monotonic()
     run_dir = tmp_path / "ui-run"
@@ -113,17 +129,18 @@ def test_quick_run_train_from_the_ui_and_see_its_artifacts(stack_api, stack_data
     # train > Run > Quick run, then the toast's "View run".
     page.get_by_role("link", name="train", exact=True).first.click()
     page.wait_for_url(re.compile(rf".*/deployments/deployment/{train.id}.*"))
+    before = deployment_runs(train.id)
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Quick run").click()
-    page.get_by_text("View run").click()
-    page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]{36}.*"))
-    flow_run_id = re.search(r"/runs/flow-run/([0-9a-f-]{36})", page.url).group(1)
-
+    flow_run_id = created_run(train.id, before)  # the server has the run the button asked for
     with get_client(sync_client=True) as client:
         states = client.read_flow_run_states(flow_run_id)
-        created = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[train.id])))
     assert QUICK_RUN_MESSAGE in [state.message for state in states], [(s.name, s.message) for s in states]
-    assert flow_run_id in {str(run.id) for run in created}
+    try:  # the toast's link; it times out after a few seconds, so a slow machine may miss it
+        page.get_by_text("View run").click(timeout=10_000)
+    except PlaywrightTimeoutError:
+        page.goto(page.url.split("/deployments/")[0] + f"/runs/flow-run/{flow_run_id}")
+    page.wait_for_url(re.compile(rf".*/runs/flow-run/{flow_run_id}.*"))
     final = wait_for_run(stack, flow_run_id)
     assert final.state.is_completed(), f"train ended {final.state.name}\n{run_logs(stack, flow_run_id)}"
 

@@ -141,7 +141,10 @@ def test_kill_9_during_shard_writing_then_the_rerun_completes(prefect_server, tm
     assert dataset["frames"] == 600
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # the dead writer's temp folder swept
     assert_cache_sound(config.data_dir)
-    assert shard_states(key) == ["Completed", "Running"]  # the killed run's task never finished
+    # The rerun extracted (Completed, not Cached): the killed run's task never finished. Its own
+    # "Running" report may or may not have reached the server before the kill (states go out in
+    # the background), so it is allowed, not required.
+    assert [state for state in shard_states(key) if state != "Running"] == ["Completed"]
 
 
 def test_two_ingest_processes_over_overlapping_sources(prefect_server, video_server, sample_videos, tmp_path):
