@@ -9,19 +9,13 @@ Cached, only what failed runs again.
 from __future__ import annotations
 
 import errno
-import os
-import socket
-import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from prefect import Task, flow, get_run_logger
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
-from prefect.locking.filesystem import FileSystemLockManager
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -36,6 +30,7 @@ from tasks.steps import (
     download_retry_options,
     download_task,
     downloads_dir,
+    forget_stale,
     playlist_task,
     shards_dir,
     shards_task,
@@ -59,98 +54,15 @@ def _submit(source: Source, settings: IngestSettings) -> tuple[PrefectFuture, Pr
     """Submit one video's download and shards; a step whose output on disk is missing or
     fails verification is recomputed instead of being served from the cache."""
     data_dir = settings.data_dir
-    download = _safe(configure(
-        download_task, data_dir, result_serializer="json", **download_retry_options(settings.download)
-    ), data_dir)
+    download = configure(download_task, data_dir, **download_retry_options(settings.download))
     params = {"source": source, "settings": settings.download}
-    _forget_stale(download, params, lambda: is_complete(source, downloads_dir(data_dir)))
+    forget_stale(download, params, lambda: is_complete(source, downloads_dir(data_dir)))
     video = download.submit(source, settings.download, downloads_dir(data_dir))
     out_dir = shards_dir(data_dir, source.key, settings.frames, settings.shard_mb)
-    shards = _safe(configure(shards_task, data_dir, result_serializer="json"), data_dir)
+    shards = configure(shards_task, data_dir)
     params = {"video": SimpleNamespace(key=source.key), "settings": settings.frames, "shard_mb": settings.shard_mb}
-    _forget_stale(shards, params, lambda: verify_manifest(out_dir / "manifest.json"))
+    forget_stale(shards, params, lambda: verify_manifest(out_dir / "manifest.json"))
     return shards.submit(video, settings.frames, settings.shard_mb, out_dir), video
-
-
-def _forget_stale(step: Task, params: dict, output_ok: Callable[[], bool]) -> None:
-    """Delete the step's cache record if its output on disk is missing or fails verification.
-
-    Under the step's lock, and not at all while another run holds it (that run is making
-    the output now): the later run then waits for the lock and gets the result `Cached`,
-    where a refresh decided before the lock would have computed the same video twice.
-    """
-    policy = step.cache_policy
-    key = policy.cache_key_fn(SimpleNamespace(task=step), params)
-    locks, holder = policy.lock_manager, f"ingest-check-{uuid.uuid4()}"
-    if locks.is_locked(key) or not locks.acquire_lock(key, holder, acquire_timeout=0.01):
-        return
-    try:
-        if not output_ok():
-            (Path(policy.key_storage) / key).unlink(missing_ok=True)
-    finally:
-        locks.release_lock(key, holder)
-
-
-class _ProcessLockManager(FileSystemLockManager):
-    """Prefect's file locks, tagged with the holder's host and pid: a lock left behind by a
-    process that died (kill -9, OOM) on this host is stale and taken over, where the plain
-    manager (no expiry) would make every later run of that video wait forever.
-    A lock from another host cannot be checked and is honoured as before."""
-
-    _HOST = socket.gethostname()
-
-    def _tag(self, holder: str) -> str:
-        return holder if "|" in holder else f"{holder}|{self._HOST}|{os.getpid()}"
-
-    def acquire_lock(self, key, holder, acquire_timeout=None, hold_timeout=None):  # noqa: ANN001, ANN201
-        return super().acquire_lock(key, self._tag(holder), acquire_timeout, hold_timeout)
-
-    async def aacquire_lock(self, key, holder, acquire_timeout=None, hold_timeout=None):  # noqa: ANN001, ANN201
-        return await super().aacquire_lock(key, self._tag(holder), acquire_timeout, hold_timeout)
-
-    def release_lock(self, key, holder):  # noqa: ANN001, ANN201
-        return super().release_lock(key, self._tag(holder))
-
-    def is_lock_holder(self, key, holder):  # noqa: ANN001, ANN201
-        return super().is_lock_holder(key, self._tag(holder))
-
-    def is_locked(self, key, use_cache=False):  # noqa: ANN001, ANN201
-        try:
-            info = self._get_lock_info(key, use_cache=use_cache)
-        except ValueError:  # created, holder not yet written; or its writer died in between
-            path = self._lock_path_for_key(key)
-            try:
-                if path.stat().st_size == 0 and time.time() - path.stat().st_mtime > 10:
-                    path.unlink(missing_ok=True)
-                    return False
-            except OSError:
-                return False
-            return True
-        if info is not None and _dead_holder(str(info.get("holder", ""))):
-            Path(info["path"]).unlink(missing_ok=True)
-            self._locks.pop(key, None)
-            return False
-        return super().is_locked(key, use_cache=use_cache)
-
-
-def _dead_holder(holder: str) -> bool:
-    """True if the tag names a process on this host that no longer exists."""
-    _, host, pid = (holder.split("|") + ["", ""])[:3] if holder.count("|") == 2 else ("", "", "")
-    if host != _ProcessLockManager._HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
-
-
-def _safe(step: Task, data_dir: Path) -> Task:
-    """`step` with locks that recover from a crashed holder (see _ProcessLockManager)."""
-    locks = _ProcessLockManager(lock_files_directory=data_dir.resolve() / ".prefect" / "locks")
-    return step.with_options(cache_policy=step.cache_policy.configure(lock_manager=locks))
 
 
 def _error(state: State) -> str:

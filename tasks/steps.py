@@ -12,16 +12,19 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
-from prefect.locking.filesystem import FileSystemLockManager
 from prefect.tasks import exponential_backoff
 
 from synthwave.settings import DownloadSettings, FrameSettings
+from tasks.locks import ProcessLockManager
 from tasks.download import TransientDownloadError, Video, download
 from tasks.playlists import expand_playlist
 from tasks.shards import write_video_shards
@@ -88,19 +91,43 @@ def shards_task(video: Video, settings: FrameSettings, shard_mb: float, out_dir:
 
 
 def configure(step: Task, data_dir: Path, **options: Any) -> Task:
-    """Bind a step's caching, result storage and locks to one data folder."""
+    """Bind a step's caching, result storage and locks to one data folder.
+
+    Results are stored as JSON (a Video, a manifest path), never pickled: the cache is
+    data a worker reads back, not code it runs.
+    """
     state = data_dir.resolve() / ".prefect"
     policy = step.cache_policy.configure(
         key_storage=state / "cache-keys",
-        lock_manager=FileSystemLockManager(lock_files_directory=state / "locks"),
+        lock_manager=ProcessLockManager(lock_files_directory=state / "locks"),
         isolation_level="SERIALIZABLE",
     )
     return step.with_options(
         cache_policy=policy,
         persist_result=True,
         result_storage=state / "results",
+        result_serializer="json",
         **options,
     )
+
+
+def forget_stale(step: Task, params: dict, output_ok: Callable[[], bool]) -> None:
+    """Delete the step's cache record if its output on disk is missing or fails verification.
+
+    Under the step's lock, and not at all while another run holds it (that run is making
+    the output now): the later run then waits for the lock and gets the result `Cached`,
+    where a refresh decided before the lock would have computed the same video twice.
+    """
+    policy = step.cache_policy
+    key = policy.cache_key_fn(SimpleNamespace(task=step), params)
+    locks, holder = policy.lock_manager, f"ingest-check-{uuid.uuid4()}"
+    if locks.is_locked(key) or not locks.acquire_lock(key, holder, acquire_timeout=0.01):
+        return
+    try:
+        if not output_ok():
+            (Path(policy.key_storage) / key).unlink(missing_ok=True)
+    finally:
+        locks.release_lock(key, holder)
 
 
 def download_retry_options(settings: DownloadSettings) -> dict[str, Any]:
