@@ -26,6 +26,10 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && python -m pip install --no-cache-dir --requirement /tmp/requirements.txt \
  && rm /tmp/requirements.txt
+# The dask extra too: a run from the UI may choose task_runner dask (pyproject's [dask] pins).
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['dask']))" > /tmp/dask.txt \
+ && python -m pip install --no-cache-dir --requirement /tmp/dask.txt \
+ && rm /tmp/dask.txt
 
 # The code: installed (console script) and kept here, where the pull step
 # (set_working_directory /opt/ai-synthwave) makes entrypoints like flows/ingest.py resolve.

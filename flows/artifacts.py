@@ -13,7 +13,9 @@ import io
 import re
 from pathlib import Path
 
+import pandas as pd
 from PIL import Image
+from prefect import get_run_logger
 from prefect.artifacts import (
     create_image_artifact,
     create_markdown_artifact,
@@ -62,10 +64,30 @@ class TrainingArtifacts:
                 key=f"{self.key}-loss-plot",
                 description=f"Losses up to step {progress.step}",
             )
-            recent = progress.history.tail(10).round(4)
             create_table_artifact(
-                recent.to_dict(orient="records"), key=f"{self.key}-losses", description="Most recent steps"
+                _records(progress.history.tail(10)), key=f"{self.key}-losses", description="Most recent steps"
             )
+        if progress.evaluated:
+            self._quality(progress)
+
+    def _quality(self, progress: Progress) -> None:
+        """The SWD plot, a table of every evaluation, and a log line (a warning on mode collapse)."""
+        create_image_artifact(
+            image_url(progress.run.quality_plot, self.settings),
+            key=f"{self.key}-quality-plot",
+            description=f"SWD and MS-SSIM vs held-out frames up to step {progress.step}",
+        )
+        evaluations = _evaluations(progress.history)
+        create_table_artifact(
+            _records(evaluations), key=f"{self.key}-quality",
+            description="Sample quality at each evaluation (SWD: lower is better)",
+        )  # fmt: skip
+        last = evaluations.iloc[-1]
+        line = f"step {progress.step}: SWD {last.swd_mean:.4f}, MS-SSIM {last.ms_ssim:.3f}"
+        if last.mode_collapse:
+            get_run_logger().warning("%s: mode collapse (samples far less diverse than held-out frames)", line)
+        else:
+            get_run_logger().info(line)
 
     def summary(self, progress: Progress) -> None:
         run = progress.run
@@ -86,4 +108,35 @@ class TrainingArtifacts:
         if last is not None:
             lines += ["", f"Last step: g_loss {last.g_loss:.4f}, d_loss {last.d_loss:.4f}, "
                       f"D(x) {last.d_real:.3f}, D(G(z)) {last.d_fake:.3f}, {last.images_per_s:.1f} images/s."]
+            evaluations = _evaluations(progress.history)
+            if len(evaluations):
+                quality = evaluations.iloc[-1]
+                levels = ", ".join(f"{quality[c]:.4f}" for c in evaluations if c.startswith("swd_l"))
+                lines += ["", f"Quality at step {quality.step}: SWD **{quality.swd_mean:.4f}** (levels {levels}), "
+                          f"MS-SSIM {quality.ms_ssim:.3f}{', MODE COLLAPSE' if quality.mode_collapse else ''}; "
+                          f"plot `{run.quality_plot.resolve()}`."]
         create_markdown_artifact("\n".join(lines), key=f"{self.key}-summary", description="Training summary")
+
+    def walk(self, video: Path, strip: Path) -> None:
+        """The UI cannot play a video: a note linking it (or naming its path) and a strip of its frames."""
+        settings = self.settings
+        # image_url only reads the file to inline it; with a base URL it is the file's URL, video or not.
+        where = f"[{video.name}]({image_url(video, settings)})" if settings.artifact_base_url else f"`{video.resolve()}`"
+        create_markdown_artifact(
+            f"# Latent walk\n\n{settings.walk_seconds:g} s through the latent space of the last checkpoint: {where} "
+            f"(MPEG-4: VLC, mpv, QuickTime). Longer or larger: `synthwave walk --run-dir {settings.run_dir} --help`.",
+            key=f"{self.key}-walk", description="Latent walk video",
+        )  # fmt: skip
+        create_image_artifact(image_url(strip, settings), key=f"{self.key}-walk-frames", description="Frames of the latent walk")
+
+
+def _evaluations(history: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation rows' step and quality columns, the pyramid levels the image size has."""
+    rows = history[history["swd_mean"].notna()]
+    columns = ["step", *(c for c in rows if c.startswith("swd") and rows[c].notna().any()), "ms_ssim", "mode_collapse"]
+    return rows[columns]
+
+
+def _records(table: pd.DataFrame) -> list[dict]:
+    """Rows for a table artifact: rounded, with NaN and <NA> (steps without evaluation) as None."""
+    return table.round(4).astype(object).where(table.notna(), None).to_dict(orient="records")

@@ -9,21 +9,27 @@ Cached, only what failed runs again.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import State
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from synthwave.atomic import write_json
+from synthwave.errors import UserError
 from synthwave.settings import IngestSettings
+from synthwave.storage import publish_file
 from tasks.download import DownloadError, is_complete
 from tasks.playlists import playlist_id
-from tasks.shards import load_manifest, verify_manifest
+from tasks.shards import load_manifest
 from tasks.sources import InvalidSourceError, Source, parse_source
 from tasks.steps import (
     configure,
@@ -31,13 +37,15 @@ from tasks.steps import (
     download_task,
     downloads_dir,
     forget_stale,
+    has_record,
     playlist_task,
     shards_dir,
+    shards_ok,
     shards_task,
 )
 
 
-class IngestFailed(RuntimeError):
+class IngestFailed(UserError, RuntimeError):
     """Some sources failed; the message names each one."""
 
 
@@ -50,19 +58,24 @@ class Outcome:
     error: str = ""
 
 
-def _submit(source: Source, settings: IngestSettings) -> tuple[PrefectFuture, PrefectFuture]:
-    """Submit one video's download and shards; a step whose output on disk is missing or
-    fails verification is recomputed instead of being served from the cache."""
-    data_dir = settings.data_dir
-    download = configure(download_task, data_dir, **download_retry_options(settings.download))
-    params = {"source": source, "settings": settings.download}
-    forget_stale(download, params, lambda: is_complete(source, downloads_dir(data_dir)))
-    video = download.submit(source, settings.download, downloads_dir(data_dir))
+def _submit(source: Source, settings: IngestSettings, runner: TaskRunner) -> tuple[PrefectFuture, PrefectFuture]:
+    """Submit one video's download and shards; a step whose output is missing or fails
+    verification is recomputed instead of being served from the cache. A download whose
+    file is gone stays cached while the video's shards will come back Cached: they never
+    need the video again (a deleted download, or another machine on the same bucket)."""
+    data_dir, storage = settings.data_dir, settings.storage
     out_dir = shards_dir(data_dir, source.key, settings.frames, settings.shard_mb)
-    shards = configure(shards_task, data_dir)
-    params = {"video": SimpleNamespace(key=source.key), "settings": settings.frames, "shard_mb": settings.shard_mb}
-    forget_stale(shards, params, lambda: verify_manifest(out_dir / "manifest.json"))
-    return shards.submit(video, settings.frames, settings.shard_mb, out_dir), video
+    shards = configure(shards_task, data_dir, storage)
+    frames = {"settings": settings.frames, "shard_mb": settings.shard_mb}
+    shards_key = {"video": SimpleNamespace(key=source.key), **frames}
+    forget_stale(shards, shards_key, lambda: shards_ok(data_dir, out_dir, storage))
+    download = configure(download_task, data_dir, storage, **download_retry_options(settings.download))
+    params = {"source": source, "settings": settings.download}
+    forget_stale(
+        download, params, lambda: is_complete(source, downloads_dir(data_dir)) or has_record(shards, shards_key)
+    )
+    video = runner.submit(download, {**params, "downloads": downloads_dir(data_dir)})
+    return runner.submit(shards, {**frames, "video": video, "data_dir": data_dir, "storage": storage}), video
 
 
 def _error(state: State) -> str:
@@ -72,7 +85,8 @@ def _error(state: State) -> str:
     return str(result) if isinstance(result, BaseException) else state.message or state.name
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+# Tasks go to the runner the settings choose (_task_runner), not to the decorator's default.
+@flow(name="ingest", log_prints=True)
 def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> str:
     """Turn videos (YouTube URLs, http(s) URLs, local files) into sharded TFRecords.
 
@@ -83,37 +97,40 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
         raise ValueError("no sources given: pass YouTube URLs, http(s) URLs or local video files")
 
     outcomes = _expand_playlists(sources, settings)
-    pending: dict[PrefectFuture, tuple[str, PrefectFuture]] = {}
-    for text, outcome in outcomes.items():
-        if outcome.error:  # a playlist that could not be listed
-            continue
-        try:
-            source = parse_source(text)
-        except InvalidSourceError as exc:
-            outcome.error = str(exc)
-            continue
-        outcome.key = source.key
-        shards, video = _submit(source, settings)
-        pending[shards] = (text, video)
+    with _task_runner(settings) as runner:
+        pending: dict[PrefectFuture, tuple[str, PrefectFuture]] = {}
+        for text, outcome in outcomes.items():
+            if outcome.error:  # a playlist that could not be listed
+                continue
+            try:
+                source = parse_source(text)
+            except InvalidSourceError as exc:
+                outcome.error = str(exc)
+                continue
+            outcome.key = source.key
+            shards, video = _submit(source, settings, runner)
+            pending[shards] = (text, video)
 
-    progress = create_progress_artifact(0.0, description="Videos ingested")
-    done = len(outcomes) - len(pending)
-    for shards in as_completed(list(pending)):
-        text, video = pending[shards]
-        outcome = outcomes[text]
-        video.wait(), shards.wait()  # as_completed can yield before the final state is recorded
-        downloaded, extracted = video.state, shards.state
-        if downloaded.is_completed():
-            outcome.title = downloaded.result().title
-        if extracted.is_completed():
-            outcome.manifest = Path(extracted.result())
-        else:  # the download's error when it failed, else the extraction's
-            outcome.error = _error(extracted if downloaded.is_completed() else downloaded)
-            logger.error("%s failed: %s", text, outcome.error)
-        done += 1
-        update_progress_artifact(progress, 100.0 * done / len(outcomes))
+        progress = create_progress_artifact(0.0, description="Videos ingested")
+        done = len(outcomes) - len(pending)
+        for shards in as_completed(list(pending)):
+            text, video = pending[shards]
+            outcome = outcomes[text]
+            video.wait(), shards.wait()  # as_completed can yield before the final state is recorded
+            downloaded, extracted = video.state, shards.state
+            if downloaded.is_completed():
+                outcome.title = downloaded.result().title
+            if extracted.is_completed():
+                outcome.manifest = settings.data_dir / extracted.result()  # relative to data_dir
+            else:  # the download's error when it failed, else the extraction's
+                outcome.error = _error(extracted if downloaded.is_completed() else downloaded)
+                logger.error("%s failed: %s", text, outcome.error)
+            done += 1
+            update_progress_artifact(progress, 100.0 * done / len(outcomes))
 
     dataset = _write_dataset(settings, list(outcomes.values()))
+    if settings.storage is not None:  # after every manifest it names (published by their tasks)
+        publish_file(settings.storage, settings.data_dir, dataset)
     _report(list(outcomes.values()))
     failed = [o for o in outcomes.values() if o.error]
     if failed:
@@ -121,6 +138,32 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
         raise IngestFailed(f"{len(failed)} of {len(outcomes)} sources failed: {lines}")
     logger.info("dataset: %s", dataset)
     return str(dataset)
+
+
+@contextmanager
+def _task_runner(settings: IngestSettings) -> Iterator[TaskRunner]:
+    """The task runner the settings choose, started for this flow run.
+
+    A flow's own runner is fixed by its decorator, but a deployment run takes its settings
+    from parameters (the UI's form, its Retry), so the flow submits to this one instead.
+    """
+    if settings.task_runner == "threads":
+        with ThreadPoolTaskRunner(max_workers=settings.workers) as runner:
+            yield runner
+        return
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        raise RuntimeError("task_runner dask needs the dask extra: pip install 'ai-synthwave[dask]'") from exc
+    if settings.dask_address:
+        runner = DaskTaskRunner(address=settings.dask_address)
+    else:  # one task at a time per process: a video's decode and encode already use its cores
+        cluster = {"n_workers": settings.workers, "threads_per_worker": 1, "processes": True}
+        runner = DaskTaskRunner(cluster_kwargs={**cluster, "host": "127.0.0.1", "dashboard_address": None})
+    # Task runs in worker processes report to this run's API, named explicitly: without
+    # PREFECT_API_URL (an ephemeral server) each worker would start a server of its own.
+    with temporary_settings({PREFECT_API_URL: str(FlowRunContext.get().client.api_url)}), runner:
+        yield runner
 
 
 def _expand_playlists(sources: list[str], settings: IngestSettings) -> dict[str, Outcome]:
@@ -141,8 +184,14 @@ def _expand_playlists(sources: list[str], settings: IngestSettings) -> dict[str,
     return outcomes
 
 
+_WHERE_IT_RAN = {"data_dir", "task_runner", "workers", "dask_address", "storage"}
+
+
 def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
-    """dataset.json: the shards of every source that succeeded, paths relative to data_dir."""
+    """dataset.json: the shards of every source that succeeded, paths relative to data_dir,
+    and the rule that holds frames out for evaluation (part of the dataset, not of a run)."""
+    from gan.index import Holdout  # no TensorFlow: gan/index.py reads JSON only
+
     data_dir = settings.data_dir.resolve()
     videos = []
     for outcome in outcomes:
@@ -169,7 +218,9 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
             "version": 1,
             "frames": sum(video["frames"] for video in videos),
             "shape": list(shapes.pop()) if len(shapes) == 1 else None,
-            "settings": settings.model_dump(mode="json", exclude={"data_dir"}),
+            # What made the frames, not where the run happened: the same dataset from threads or Dask.
+            "settings": settings.model_dump(mode="json", exclude=_WHERE_IT_RAN),
+            "holdout": Holdout().to_json(),
             "videos": videos,
             "failed": [{"source": o.source, "error": o.error} for o in outcomes if o.error],
         },

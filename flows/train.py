@@ -1,7 +1,8 @@
 """The train flow: dataset.json -> DCGAN -> run directory + Prefect artifacts.
 
 Rerunning it on the same run directory (or the UI's Retry after a crash) resumes from
-the latest checkpoint.
+the latest checkpoint. At the end it renders a short latent walk (`walk_seconds`) into
+the run directory.
 """
 
 from __future__ import annotations
@@ -11,17 +12,33 @@ from prefect import flow, get_run_logger
 from flows.artifacts import TrainingArtifacts
 from gan.index import load_index
 from gan.loop import train as train_loop
-from synthwave.settings import TrainSettings
+from gan.walk import FILENAME, STRIP_FILENAME, save_strip, write_walk
+from synthwave.settings import TrainSettings, WalkSettings
+from synthwave.storage import RunMirror, stage_dataset
 
 
 @flow(name="train", log_prints=True)
 def train(settings: TrainSettings = TrainSettings()) -> str:
     """Train the DCGAN on the shards listed in data_dir/dataset.json; returns the run directory."""
     logger = get_run_logger()
+    mirror = RunMirror(settings.storage, settings.run_dir) if settings.storage else None
+    if mirror is not None:  # on a fresh machine the shards, and the run so far, come from the bucket
+        staged, pulled = stage_dataset(settings.storage, settings.data_dir), mirror.pull()
+        logger.info("%s: %d shard(s) downloaded, %d run file(s) pulled", settings.storage.url, staged, pulled)
     index = load_index(settings.data_dir)
     logger.info("training on %d frames of %s from %d shards", index.frames, index.shape, len(index.shards))
     artifacts = TrainingArtifacts(settings)
-    final = train_loop(settings, index.shards, index.shape, index.frames, on_progress=artifacts)
+    progress = artifacts if mirror is None else mirror.after(artifacts)  # uploads after each checkpoint
+    final = train_loop(settings, index.shards, index.shape, index.frames, on_progress=progress, holdout=index.holdout)
     artifacts.summary(final)
+    if settings.walk_seconds:
+        video = write_walk(WalkSettings(
+            run_dir=final.run.root, out=final.run.root / FILENAME, seconds=settings.walk_seconds,
+            size=index.shape[:2], seed=settings.seed,
+        ))  # fmt: skip
+        artifacts.walk(video, save_strip(video, final.run.root / STRIP_FILENAME))
+        logger.info("latent walk: %s", video)
+    if mirror is not None:
+        mirror.push()  # what came after the last checkpoint (the walk)
     logger.info("run directory: %s (samples: %s)", final.run.root, final.run.latest_grid)
     return str(final.run.root)

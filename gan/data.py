@@ -3,16 +3,22 @@
 Streams from the TFRecord files (interleaved, shuffled as encoded bytes, decoded in
 parallel); nothing is loaded whole into memory. The records hold PNG/JPEG made by
 cv2.imencode from BGR frames, and such files decode to RGB, which is what the model sees.
+
+`split` applies the dataset's holdout (gan/index.py's Holdout): "train" batches never
+contain a held-out frame, "holdout" yields only those, "all" ignores the split.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import tensorflow as tf
 
 from gan import records
+from gan.index import Holdout
 
 FEATURES = {
     records.IMAGE: tf.io.FixedLenFeature([], tf.string),
@@ -25,12 +31,21 @@ FEATURES = {
     records.TIMESTAMP_S: tf.io.FixedLenFeature([], tf.float32),
 }
 _IMAGE_ONLY = {records.IMAGE: FEATURES[records.IMAGE]}
+_FRAME_ID = {name: FEATURES[name] for name in (records.VIDEO_KEY, records.FRAME_INDEX)}
+Split = Literal["all", "train", "holdout"]
 _MAX_OPEN_SHARDS = 16  # files read at once: enough to mix videos, few enough buffers
 
 
 def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """All features of one serialised frame record."""
     return tf.io.parse_single_example(serialized, FEATURES)
+
+
+def held_out(serialized: tf.Tensor, holdout: Holdout) -> tf.Tensor:
+    """Whether one serialised record is a held-out frame (the rule in gan/index.py's Holdout)."""
+    frame = tf.io.parse_single_example(serialized, _FRAME_ID)
+    name = tf.strings.join([frame[records.VIDEO_KEY], tf.strings.as_string(frame[records.FRAME_INDEX])], "/")
+    return tf.strings.to_hash_bucket_fast(name, 1000) < holdout.per_mille
 
 
 def _first_shape(path: str) -> tuple[int, int]:
@@ -66,11 +81,13 @@ def image_dataset(
     seed: int | None = None,
     repeat: bool = True,
     drop_remainder: bool = True,
+    split: Split = "all",
+    holdout: Holdout = Holdout(),
 ) -> tf.data.Dataset:
     """Batches (B, H, W, 3) float32 in [-1, 1], RGB; shuffle_buffer=0 keeps the shards' order.
 
     With a seed the order is reproducible; without one, parallel stages may reorder
-    elements for speed.
+    elements for speed. A split that leaves no frame gives an empty dataset, even repeated.
     """
     height, width, channels = dataset_shape(shard_paths)
     paths = [str(path) for path in shard_paths]
@@ -92,6 +109,9 @@ def image_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
+    if split != "all":
+        keep_held_out = split == "holdout"
+        dataset = dataset.filter(lambda serialized: held_out(serialized, holdout) == keep_held_out)
     if shuffle_buffer > 0:
         # Shuffle the encoded bytes (~40 KB a frame), not decoded float images (~700 KB).
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -99,3 +119,13 @@ def image_dataset(
         dataset = dataset.repeat()
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def holdout_images(shard_paths: Sequence[str | Path], holdout: Holdout, limit: int) -> np.ndarray:
+    """Up to `limit` held-out frames (N, H, W, 3) float32 in [-1, 1], the same ones every call."""
+    dataset = image_dataset(
+        shard_paths, limit, shuffle_buffer=0, repeat=False, drop_remainder=False, split="holdout", holdout=holdout
+    )
+    for images in dataset.take(1):
+        return images.numpy()
+    return np.zeros((0, *dataset_shape(shard_paths)), np.float32)

@@ -1,4 +1,9 @@
-"""The loss history: one row per step, rewritten atomically so pandas can read it any time."""
+"""The loss history: one row per step, rewritten atomically so pandas can read it any time.
+
+Quality columns (SWD per Laplacian-pyramid level, finest first, their mean, MS-SSIM
+diversity, the mode-collapse flag) hold a value only on evaluation steps: NaN / <NA>
+elsewhere. A history written before they existed loads with them empty.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import pandas as pd
 
 from synthwave.atomic import atomic_open
 
+SWD_LEVELS = 4  # pyramid levels with a column; a smaller image leaves the coarsest ones NaN
 COLUMNS = {
     "step": "int64",
     "epoch": "float64",
@@ -17,6 +23,10 @@ COLUMNS = {
     "d_fake": "float32",  # mean D(G(z))
     "images_per_s": "float32",
     "wall_time": "float64",  # seconds since the epoch
+    "swd_mean": "float32",  # SWD of samples vs held-out frames, mean over levels: lower is better
+    **{f"swd_l{level}": "float32" for level in range(SWD_LEVELS)},
+    "ms_ssim": "float32",  # mean MS-SSIM between pairs of samples: higher is less diverse
+    "mode_collapse": "boolean",
 }
 
 
@@ -29,7 +39,8 @@ class History:
 
     def __init__(self, path: Path):
         self.path = path
-        self.frame = pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=list(COLUMNS))
+        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        self.frame = frame.reindex(columns=list(COLUMNS))
         self._rows: list[dict] = []
 
     def truncate(self, last_step: int) -> None:

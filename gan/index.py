@@ -1,4 +1,6 @@
-"""The dataset index written by ingest (data_dir/dataset.json): which shards to train on."""
+"""The dataset index written by ingest (data_dir/dataset.json): which shards to train on,
+and which of their frames are held out for evaluation.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +8,34 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthwave.errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError, ValueError):
     """The shard set cannot be trained on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Frames held out of training, to measure samples against (SWD, MS-SSIM).
+
+    A frame is held out when fingerprint64("<video_key>/<frame_index>") % 1000 < per_mille
+    (FarmHash Fingerprint64, TF's `to_hash_bucket_fast`, stable across versions; gan/data.py
+    applies it). Why a hash and not the last 10% of each video: a GAN is judged on how well
+    its samples match the distribution of frames, and a video's tail is a biased sample of it
+    (one scene, one phase of a demo clip's sun); hashed frames are spread over every video's
+    whole length. A frame's side depends only on its own key and index, so re-ingesting a
+    video with more frames never moves a frame across. Near-duplicate neighbours of a held-out
+    frame are trained on: SWD measures distribution match, not generalisation, so that is the
+    accepted cost. ingest writes the rule into dataset.json, which makes the split part of
+    the dataset rather than of a run; a dataset.json from before the record gets the same rule.
+    """
+
+    per_mille: int = 100
+    rule: str = "fingerprint64(video_key/frame_index) % 1000 < per_mille"
+
+    def to_json(self) -> dict:
+        return {"rule": self.rule, "per_mille": self.per_mille}
 
 
 @dataclass(frozen=True)
@@ -16,6 +43,15 @@ class DatasetIndex:
     shards: list[str]
     shape: tuple[int, int, int]
     frames: int
+    holdout: Holdout = Holdout()
+
+
+def _holdout(path: Path, record: dict | None) -> Holdout:
+    if record is None:
+        return Holdout()
+    if record.get("rule") != Holdout.rule or not 0 <= record.get("per_mille", -1) < 1000:
+        raise DatasetError(f"{path} has a holdout record this version cannot apply ({record}): rerun ingest")
+    return Holdout(per_mille=record["per_mille"])
 
 
 def load_index(data_dir: Path) -> DatasetIndex:
@@ -34,4 +70,6 @@ def load_index(data_dir: Path) -> DatasetIndex:
     if len(shapes) > 1:
         sizes = ", ".join(f"{v['key']}: {v['shape'][0]}x{v['shape'][1]}" for v in videos)
         raise DatasetError(f"{path} mixes image sizes ({sizes}): re-ingest with --size HxW")
-    return DatasetIndex(shards=shards, shape=shapes.pop(), frames=index["frames"])
+    return DatasetIndex(
+        shards=shards, shape=shapes.pop(), frames=index["frames"], holdout=_holdout(path, index.get("holdout"))
+    )

@@ -3,10 +3,17 @@
 Crash safety comes from the order of writes. The history is flushed before each
 checkpoint, and a resume truncates the history to the checkpoint's step, so after a
 crash at any point the rerun continues with no duplicate and no missing step.
+
+Every `eval_every` steps (and at the last) the samples of a fixed eval noise, one per
+held-out frame (at most `eval_frames`), from the EMA generator when there is one, are
+compared with those frames: SWD per pyramid level and MS-SSIM diversity go into that
+step's history row and quality.png. Evaluation draws from no training RNG, so a run
+with it trains exactly as one without.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -17,17 +24,22 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from gan.data import image_dataset
-from gan.history import History
+from gan.data import holdout_images, image_dataset
+from gan.distribute import replica_devices
+from gan.history import SWD_LEVELS, History
 from gan.images import save_grid
+from gan.index import DatasetError, Holdout
+from gan.metrics import MIN_SIDE, mode_collapse, ms_ssim_diversity, sliced_wasserstein
 from gan.models import upsampling_plan
-from gan.plots import plot_losses
-from gan.run import RunDir
+from gan.plots import plot_losses, plot_quality
+from gan.run import RunDir, RunDirError
 from gan.step import DCGAN
+from synthwave.errors import UserError
 from synthwave.settings import TrainSettings
 
+logger = logging.getLogger(__name__)
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(UserError, RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
@@ -41,18 +53,24 @@ class Progress:
     grid: Path | None = None
     checkpoint: str | None = None
     history: object = None  # pandas.DataFrame of all steps so far, when flushed
+    evaluated: bool = False  # this step's history row has SWD and MS-SSIM; quality.png is new
 
 
 Callback = Callable[[Progress], None]
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(UserError, ValueError):
     """The dataset's image size is one the generator cannot produce; says which --size would do."""
 
 
 def check_image_size(settings: TrainSettings, image_shape: tuple[int, int, int]) -> None:
     """Refuse, before anything is built or written, an image size the models cannot have."""
     height, width = image_shape[0], image_shape[1]
+    if settings.eval_every and min(height, width) < MIN_SIDE:
+        raise ImageSizeError(
+            f"cannot evaluate {height}x{width} images: SWD needs both sides >= {MIN_SIDE} px; "
+            f"set --eval-every 0 or re-ingest with a larger --size"
+        )
     try:
         upsampling_plan(height, width, settings.max_blocks)
     except ValueError as exc:
@@ -67,6 +85,22 @@ def fixed_noise(settings: TrainSettings) -> tf.Tensor:
     """`gen_noise`: the same latent vectors for every grid of a run, resumes included."""
     rng = tf.random.Generator.from_seed(settings.seed + 7919)
     return rng.normal([settings.grid_size, settings.latent_dim])
+
+
+def eval_noise(settings: TrainSettings, count: int) -> tf.Tensor:
+    """The latent vectors evaluated at every evaluation of a run: one per held-out frame."""
+    return tf.random.Generator.from_seed(settings.seed + 104729).normal([count, settings.latent_dim])
+
+
+def evaluate(gan: DCGAN, noise: tf.Tensor, real: np.ndarray, real_ms_ssim: float) -> dict:
+    """History columns comparing the samples of `noise` with the held-out frames `real`."""
+    batch = gan.settings.batch_size
+    fake = np.concatenate([gan.sample(noise[i : i + batch]).numpy() for i in range(0, len(noise), batch)])
+    swd = sliced_wasserstein(real, fake)
+    levels = {f"swd_l{level}": value for level, value in enumerate(swd.levels[:SWD_LEVELS])}
+    diversity = ms_ssim_diversity(fake)
+    return {"swd_mean": swd.mean, **levels, "ms_ssim": diversity,
+            "mode_collapse": mode_collapse(diversity, real_ms_ssim)}
 
 
 def build(settings: TrainSettings, image_shape: tuple[int, int, int]) -> tuple[DCGAN, tf.train.CheckpointManager]:
@@ -86,19 +120,22 @@ def train(
     image_shape: tuple[int, int, int],
     frames: int,
     on_progress: Callback = lambda progress: None,
+    holdout: Holdout = Holdout(),
 ) -> Progress:
-    """Train until `settings.steps`, resuming from the run directory's latest checkpoint."""
+    """Train until `settings.steps` on the frames outside `holdout`, resuming from the run
+    directory's latest checkpoint."""
     check_image_size(settings, image_shape)  # before the run dir is created or locked
+    replica_devices(settings)  # likewise: refuses a batch size the replicas cannot share
     run = RunDir(settings.run_dir)
     lock = run.lock()
     try:
         run.claim(settings, image_shape)
-        return _train(settings, run, shard_paths, image_shape, frames, on_progress)
+        return _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout)
     finally:
         os.close(lock)
 
 
-def _train(settings, run, shard_paths, image_shape, frames, on_progress) -> Progress:
+def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout) -> Progress:
     gan, manager = build(settings, image_shape)
     step = int(gan.step.numpy())
     history = History(run.history)
@@ -118,11 +155,22 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress) -> Prog
         on_progress(Progress(0, settings.steps, run, grid=sample(0)))
     # A resumed run reshuffles from a new seed rather than replaying the first batches.
     batches = iter(image_dataset(shard_paths, settings.batch_size, shuffle_buffer=settings.shuffle_buffer,
-                                 seed=settings.seed + step, repeat=True))
+                                 seed=settings.seed + step, repeat=True, split="train", holdout=holdout))
+    real = holdout_images(shard_paths, holdout, settings.eval_frames) if settings.eval_every else np.zeros(0)
+    if settings.eval_every and len(real) < 2:
+        logger.warning("%d held-out frame(s): SWD needs 2 or more, so this run is not evaluated", len(real))
+    noise_eval = eval_noise(settings, len(real)) if len(real) >= 2 else None
+    real_ms_ssim = ms_ssim_diversity(real) if noise_eval is not None else None
     last = time.perf_counter()
     progress = Progress(step, settings.steps, run)
     while step < settings.steps:
-        metrics = {name: float(value) for name, value in gan.train_step(next(batches)).items()}
+        try:
+            batch = next(batches)
+        except StopIteration:
+            raise DatasetError(
+                f"no frame left to train on: all {frames} are held out for evaluation; ingest more frames"
+            ) from None
+        metrics = {name: float(value) for name, value in gan.train_step(batch).items()}
         step = int(gan.step.numpy())
         now = time.perf_counter()
         if not all(math.isfinite(value) for value in metrics.values()):
@@ -130,33 +178,47 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress) -> Prog
                 f"loss is not finite at step {step} ({metrics}); kept the last good checkpoint "
                 f"{manager.latest_checkpoint or '(none yet)'}: lower --g-lr/--d-lr and rerun to resume"
             )
-        history.append({"step": step, "epoch": step * settings.batch_size / max(frames, 1), **metrics,
-                        "images_per_s": settings.batch_size / (now - last), "wall_time": time.time()})
+        row = {"step": step, "epoch": step * settings.batch_size / max(frames, 1), **metrics,
+               "images_per_s": settings.batch_size / (now - last), "wall_time": time.time()}
         last = now
+        due = settings.eval_every and (step % settings.eval_every == 0 or step == settings.steps)
+        quality = evaluate(gan, noise_eval, real, real_ms_ssim) if due and noise_eval is not None else {}
+        history.append({**row, **quality})
         with writer.as_default(step=step):
-            for name, value in metrics.items():
-                tf.summary.scalar(name, value)
+            for name, value in {**metrics, **quality}.items():
+                tf.summary.scalar(name, float(value))
 
         grid = sample(step) if step % settings.sample_every == 0 or step == settings.steps else None
         checkpoint = step % settings.checkpoint_every == 0 or step == settings.steps
-        if grid or checkpoint:
+        if grid or checkpoint or quality:
             table = history.flush()  # before the checkpoint: see the module docstring
             plot_losses(table, run.loss_plot)
+            if quality:
+                plot_quality(table, run.quality_plot)
             saved = manager.save(checkpoint_number=step) if checkpoint else None
             writer.flush()
-            progress = Progress(step, settings.steps, run, grid=grid, checkpoint=saved, history=table)
+            progress = Progress(step, settings.steps, run, grid=grid, checkpoint=saved, history=table,
+                                evaluated=bool(quality))
             on_progress(progress)
             last = time.perf_counter()  # artifact work is not training time
     return progress
 
 
-def generate(run_dir: Path, count: int = 16, seed: int = 0) -> np.ndarray:
-    """Images in [-1, 1] from the latest checkpoint of a run directory."""
+def restore(run_dir: Path) -> DCGAN:
+    """A run's model at its latest checkpoint, on one device: sampling needs no replicas
+    (and no batch size they can share)."""
+    if not Path(run_dir).is_dir():
+        raise RunDirError(f"run dir {run_dir} not found: give --run-dir a training run directory")
     run = RunDir(run_dir)
     config = run.load_config()
-    settings = TrainSettings(run_dir=run_dir, **config["model_settings"])
+    settings = TrainSettings(run_dir=run_dir, devices="one", **config["model_settings"])
     gan, manager = build(settings, tuple(config["image_shape"]))
     if not manager.latest_checkpoint:
-        raise FileNotFoundError(f"{run.checkpoints} has no checkpoint yet: train first")
-    noise = tf.random.Generator.from_seed(seed).normal([count, settings.latent_dim])
-    return gan.sample(noise).numpy()
+        raise RunDirError(f"{run.checkpoints} has no checkpoint yet: train first")
+    return gan
+
+
+def generate(run_dir: Path, count: int = 16, seed: int = 0) -> np.ndarray:
+    """Images in [-1, 1] from the latest checkpoint of a run directory."""
+    gan = restore(run_dir)
+    return gan.sample(tf.random.Generator.from_seed(seed).normal([count, gan.settings.latent_dim])).numpy()

@@ -9,6 +9,11 @@ from `seed`, so two builds with one seed are identical without touching global R
 
 `dtype` is a Keras dtype policy ("mixed_float16", "mixed_bfloat16") for every layer except
 the outputs, which stay float32: tanh images and D's logits feed float32 losses.
+
+`spectral_norm` wraps D's kernels in `keras.layers.SpectralNormalization` (Miyato et al.
+2018): in training calls it divides each kernel by its largest singular value, estimated by
+one power iteration whose vector `vector_u` is a (non-trainable) weight of D, so a
+checkpoint of D holds it and a resume continues the same estimate.
 """
 
 from __future__ import annotations
@@ -82,17 +87,27 @@ def build_discriminator(
     *,
     seed: int | None = None,
     dtype: str | None = None,
+    spectral_norm: bool = False,
 ) -> keras.Model:
     """Images (B, H, W, C) in [-1, 1] -> one real/fake logit (B, 1), float32."""
     blocks, _, _ = upsampling_plan(image_shape[0], image_shape[1], max_blocks)
+
+    def normed(layer: layers.Layer) -> layers.Layer:
+        return layers.SpectralNormalization(layer, dtype=layer.dtype_policy) if spectral_norm else layer
+
     images = keras.Input(image_shape, name="image")
     x = images
     for block in range(blocks):
-        x = layers.Conv2D(
+        x = normed(layers.Conv2D(
             filters << block, 4, strides=2, padding="same", kernel_initializer=_init(seed, block), dtype=dtype
-        )(x)
+        ))(x)  # fmt: skip
         x = layers.LeakyReLU(0.2, dtype=dtype)(x)
         x = layers.Dropout(dropout, seed=None if seed is None else seed * 1000 + 100 + block, dtype=dtype)(x)
     x = layers.Flatten(dtype=dtype)(x)
-    logit = layers.Dense(1, kernel_initializer=_init(seed, blocks), dtype="float32", name="logit")(x)
-    return keras.Model(images, logit, name="discriminator")
+    logit = normed(layers.Dense(1, kernel_initializer=_init(seed, blocks), dtype="float32", name="logit"))(x)
+    model = keras.Model(images, logit, name="discriminator")
+    for number, layer in enumerate(l for l in model.layers if isinstance(l, layers.SpectralNormalization)):
+        # Keras draws the power iteration's start unseeded: seed it like the kernels.
+        start = keras.initializers.TruncatedNormal(stddev=0.02, seed=None if seed is None else seed * 1000 + 200 + number)
+        layer.vector_u.assign(start(layer.vector_u.shape))
+    return model

@@ -1,4 +1,4 @@
-"""The loss plot: losses and discriminator outputs against steps."""
+"""The run's plots: losses and discriminator outputs, and sample quality, against steps."""
 
 from __future__ import annotations
 
@@ -26,6 +26,26 @@ def plot_losses(history: pd.DataFrame, path: Path) -> Path:
         long[label] = long.groupby("series")[label].transform(lambda s: s.rolling(window, min_periods=1).mean())
         sns.lineplot(data=long, x="step", y=label, hue="series", ax=axis)
     top.set_title("DCGAN training")
+    return _save(fig, path)
+
+
+def plot_quality(history: pd.DataFrame, path: Path) -> Path:
+    """Two panels over the evaluation steps: SWD (mean bold, per pyramid level) and MS-SSIM."""
+    sns.set_theme(style="darkgrid")
+    evaluated = history[history["swd_mean"].notna()]
+    levels = [column for column in evaluated if column.startswith("swd_l") and evaluated[column].notna().any()]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    long = evaluated.melt(id_vars="step", value_vars=levels, var_name="level", value_name="SWD")
+    sns.lineplot(data=long, x="step", y="SWD", hue="level", alpha=0.5, marker="o", ax=top)
+    top.plot(evaluated["step"], evaluated["swd_mean"], color="black", linewidth=2, marker="o", label="swd_mean")
+    top.legend()
+    top.set_title("Samples vs held-out frames: SWD (lower is better)")
+    sns.lineplot(data=evaluated, x="step", y="ms_ssim", marker="o", ax=bottom)
+    bottom.set_ylabel("MS-SSIM between samples\n(higher: less diverse)")
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)

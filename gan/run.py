@@ -6,6 +6,7 @@
       samples/             grid-00000100.png ... from one fixed noise tensor, latest.png
       history.parquet      one row per step
       loss.png             seaborn loss plot
+      quality.png          SWD and MS-SSIM of samples vs held-out frames, per evaluation
       tensorboard/         summaries
 """
 
@@ -18,10 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthwave.atomic import write_json
+from synthwave.errors import UserError
 from synthwave.settings import TrainSettings
 
 
-class RunDirError(RuntimeError):
+# Model settings added after run dirs existed, at the value those runs were made with.
+_LEGACY_MODEL_SETTINGS = {"spectral_norm": False, "augment": ""}
+
+
+class RunDirError(UserError, RuntimeError):
     """The run directory cannot be used for this run (in use, or another configuration)."""
 
 
@@ -50,6 +56,10 @@ class RunDir:
         return self.root / "loss.png"
 
     @property
+    def quality_plot(self) -> Path:
+        return self.root / "quality.png"
+
+    @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
@@ -64,7 +74,7 @@ class RunDir:
         """Record the configuration on first use; refuse a different one on resume."""
         wanted = {"image_shape": list(image_shape), "model_settings": settings.model_settings()}
         if self.config.exists():
-            found = json.loads(self.config.read_text())
+            found = self.load_config()
             if found != wanted:
                 raise RunDirError(
                     f"run dir {self.root} was made for images {found['image_shape']} with "
@@ -77,7 +87,9 @@ class RunDir:
     def load_config(self) -> dict:
         if not self.config.exists():
             raise RunDirError(f"{self.root} has no config.json: it is not a training run directory")
-        return json.loads(self.config.read_text())
+        config = json.loads(self.config.read_text())
+        config["model_settings"] = {**_LEGACY_MODEL_SETTINGS, **config["model_settings"]}
+        return config
 
     def lock(self) -> int:
         """Hold an exclusive lock for the life of the process: two trainings never interleave."""

@@ -23,15 +23,49 @@ Keras 3's LossScaleOptimizer only offers `scale_loss()`; its `apply()` divides t
 gradients of the scaled loss by that scale and skips the update (halving the scale) when
 a gradient is not finite, so the step passes it the scaled loss's gradients unchanged.
 XLA ("auto": GPU only) gave 0.2-0.75x the images per CPU-second of the plain graph on CPU.
+
+Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for G) or
+"hinge" (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); `spectral_norm` on D;
+`augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
+augmented fakes. Augmentations draw from their own `tf.random.Generator`, in the
+checkpoint like the noise's.
+
+Several devices (`devices`, gan/distribute.py): models, optimisers, EMA and step counter
+are built under a `MirroredStrategy`, so their variables are `MirroredVariable`s, which
+a checkpoint saves as ordinary variables: checkpoints of 1 and N replicas are the same
+and restore into each other. The noise and DiffAugment draws are made for the global
+batch outside `strategy.run` (the RNGs are plain variables, used only there) and each
+replica takes its rows. Each replica's losses are its per-example losses summed and
+divided by the GLOBAL batch (`tf.nn.compute_average_loss`), so its gradients are its
+share of the global loss's; Keras 3's TF optimizer sums them across replicas
+(`_all_reduce_sum_gradients`, an all-reduce SUM in `apply`'s replica context) before the
+update, which is then the single-device update. Metrics are those shares, summed.
+The generator's BatchNorm is made `synchronized` with several replicas only: its
+statistics are then the global batch's, as on one device, and its moving averages stay
+equal on all replicas (Keras updates them per replica). On one device it stays as is:
+synchronized BatchNorm computes the variance as E[x^2] - E[x]^2, not bit-identical to
+`tf.nn.moments`. The EMA and BatchNorm copies are updated per replica from identical
+values, with no communication. Dropout differs: Keras draws its masks per replica from
+the layer's seed, so replicas repeat one mask pattern over their shares, where one
+device draws one mask for the whole batch (the equivalence test sets dropout to 0).
+With float16, replicas agree on skipping a step with non-finite gradients
+(distribute.agree_on_finite). XLA is off with several replicas, as Keras 3 turns it off
+under tf.distribute.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
+from gan.augment import diff_augment
+from gan.distribute import Recorder, Replay, agree_on_finite, mirrored, replica_devices, shares
 from gan.models import build_discriminator, build_generator
 from synthwave.settings import TrainSettings
+
+Draws = tf.random.Generator | Replay | None  # DiffAugment's randomness: one device's, a replica's, or none
 
 
 def _resolve(choice: str, default: bool) -> bool:
@@ -48,8 +82,26 @@ def native_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _bce(targets: float, logits: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), targets), logits))
+def _mean(per_example: tf.Tensor, global_batch: int | tf.Tensor | None) -> tf.Tensor:
+    """This replica's share of the global batch's mean (the mean itself on one device)."""
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+
+
+def _bce(targets: float, logits: tf.Tensor, global_batch: int | tf.Tensor | None = None) -> tf.Tensor:
+    return _mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), targets), logits), global_batch)
+
+
+def gan_losses(
+    loss: str, real_logits: tf.Tensor, fake_logits: tf.Tensor, label_smoothing: float = 0.0,
+    global_batch: int | tf.Tensor | None = None,
+):  # fmt: skip
+    """(d_loss, g_loss) of one batch's logits for `loss` "bce" or "hinge", averaged over `global_batch`
+    (default: this batch times the replicas)."""
+    if loss == "hinge":
+        d_loss = _mean(tf.nn.relu(1.0 - real_logits), global_batch) + _mean(tf.nn.relu(1.0 + fake_logits), global_batch)
+        return d_loss, _mean(-fake_logits, global_batch)
+    d_loss = _bce(1.0 - label_smoothing, real_logits, global_batch) + _bce(0.0, fake_logits, global_batch)
+    return d_loss, _bce(1.0, fake_logits, global_batch)  # non-saturating: G maximises log D(G(z))
 
 
 class DCGAN:
@@ -61,7 +113,18 @@ class DCGAN:
         gpu = bool(tf.config.list_physical_devices("GPU"))
         mixed = _resolve(settings.mixed_precision, gpu or native_bfloat16())
         self.dtype_policy = ("mixed_float16" if gpu else "mixed_bfloat16") if mixed else None
-        self.jit_compile = _resolve(settings.jit_compile, gpu)
+        devices = replica_devices(settings)
+        self.strategy = mirrored(tuple(devices)) if devices else None
+        self.jit_compile = _resolve(settings.jit_compile, gpu) and self.strategy is None
+        with self.strategy.scope() if self.strategy else contextlib.nullcontext():
+            self._build()
+        # Outside the scope: the RNGs draw for the global batch, outside strategy.run.
+        self.noise_rng = tf.random.Generator.from_seed(settings.seed)
+        self.augment_rng = tf.random.Generator.from_seed(settings.seed + 2) if settings.augment else None
+        self.train_step = tf.function(self._train_step, reduce_retracing=True, jit_compile=self.jit_compile)
+
+    def _build(self) -> None:
+        settings = self.settings
 
         def generator() -> keras.Model:
             return build_generator(
@@ -72,16 +135,18 @@ class DCGAN:
         self.generator = generator()
         self.discriminator = build_discriminator(
             self.image_shape, settings.d_filters, settings.max_blocks, settings.dropout,
-            seed=settings.seed + 1, dtype=self.dtype_policy,
+            seed=settings.seed + 1, dtype=self.dtype_policy, spectral_norm=settings.spectral_norm,
         )  # fmt: skip
         # Same seeds: the EMA starts equal to the generator.
         self.ema_generator = generator() if settings.ema_decay is not None else None
+        if self.strategy is not None:
+            for layer in self.generator.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized = True  # read at each call: the global batch's statistics
 
         self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
         self.d_optimizer = self._optimizer(settings.d_lr, self.discriminator)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.noise_rng = tf.random.Generator.from_seed(settings.seed)
-        self.train_step = tf.function(self._train_step, reduce_retracing=True, jit_compile=self.jit_compile)
 
     def _optimizer(self, lr: float, model: keras.Model) -> keras.optimizers.Optimizer:
         s = self.settings
@@ -93,21 +158,55 @@ class DCGAN:
         return optimizer
 
     def _train_step(self, real: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One update of D and G on a batch of real images in [-1, 1]."""
+        """One update of D and G on a global batch of real images in [-1, 1]."""
+        batch = tf.shape(real)[0]
+        noise = self.noise_rng.normal([batch, self.settings.latent_dim])
+        if self.strategy is None:
+            metrics = self._replica_step(real, noise, batch, self.augment_rng, self.augment_rng)
+        else:
+            draws = ([], [])
+            if self.augment_rng is not None:
+                # The real images' draws, then the fakes', as on one device; only the draws run,
+                # as the function prunes the augmentation of zeros that nothing uses.
+                draws = tuple(self._record_augment(tf.zeros_like(real)) for _ in range(2))
+            real, noise, draws = shares(self.strategy, (real, noise, draws))
+            per_replica = self.strategy.run(self._replicated, args=(real, noise, draws, batch))
+            total = tf.distribute.ReduceOp.SUM  # of each replica's share of the global mean
+            metrics = {name: self.strategy.reduce(total, value, axis=None) for name, value in per_replica.items()}
+        self.step.assign_add(1)
+        return metrics
+
+    def _record_augment(self, images: tf.Tensor) -> list[tf.Tensor]:
+        recorder = Recorder(self.augment_rng)
+        diff_augment(images, self.settings.augment, recorder)
+        return recorder.draws
+
+    def _replicated(self, real: tf.Tensor, noise: tf.Tensor, draws: tuple, batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        replay = (Replay(draws[0]), Replay(draws[1])) if self.augment_rng is not None else (None, None)
+        return self._replica_step(real, noise, batch, *replay)
+
+    def _replica_step(
+        self, real: tf.Tensor, noise: tf.Tensor, global_batch: tf.Tensor, real_rng: Draws, fake_rng: Draws
+    ) -> dict[str, tf.Tensor]:
+        """One replica's share of the update: its rows of the batch, noise and augmentation draws."""
         g_vars = self.generator.trainable_variables
         d_vars = self.discriminator.trainable_variables
-        noise = self.noise_rng.normal([tf.shape(real)[0], self.settings.latent_dim])
+        s = self.settings
         with tf.GradientTape(persistent=True) as tape:
             fake = self.generator(noise, training=True)
+            if real_rng is not None:
+                real = diff_augment(real, s.augment, real_rng)
+                fake = diff_augment(fake, s.augment, fake_rng)
             real_logits = self.discriminator(real, training=True)
             fake_logits = self.discriminator(fake, training=True)
-            d_loss = _bce(1.0 - self.settings.label_smoothing, real_logits) + _bce(0.0, fake_logits)
-            g_loss = _bce(1.0, fake_logits)  # non-saturating: G maximises log D(G(z))
+            d_loss, g_loss = gan_losses(s.loss, real_logits, fake_logits, s.label_smoothing, global_batch)
             d_scaled = self.d_optimizer.scale_loss(d_loss)
             g_scaled = self.g_optimizer.scale_loss(g_loss)
         d_grads = tape.gradient(d_scaled, d_vars)
         g_grads = tape.gradient(g_scaled, g_vars)
         del tape
+        if self.strategy is not None and self.dtype_policy == "mixed_float16":
+            d_grads, g_grads = agree_on_finite(d_grads), agree_on_finite(g_grads)
         self.d_optimizer.apply(d_grads, d_vars)
         self.g_optimizer.apply(g_grads, g_vars)
         if self.ema_generator is not None:
@@ -115,12 +214,11 @@ class DCGAN:
             for ema, raw in zip(self.ema_generator.weights, self.generator.weights, strict=True):
                 # Weights move toward the generator; BatchNorm statistics are copied, as in NVlabs' code.
                 ema.assign(raw + decay * (ema - raw) if raw.trainable else raw)
-        self.step.assign_add(1)
         return {
             "g_loss": g_loss,
             "d_loss": d_loss,
-            "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
-            "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits)),
+            "d_real": _mean(tf.sigmoid(real_logits), global_batch),
+            "d_fake": _mean(tf.sigmoid(fake_logits), global_batch),
         }
 
     def sample(self, noise: tf.Tensor) -> tf.Tensor:
@@ -131,6 +229,8 @@ class DCGAN:
     def checkpoint(self) -> tf.train.Checkpoint:
         """Everything a resumed run needs to continue exactly as if never stopped."""
         parts = {"ema_generator": self.ema_generator} if self.ema_generator is not None else {}
+        if self.augment_rng is not None:
+            parts["augment_rng"] = self.augment_rng
         # Dropout's seed states are `variables` but not `weights`, so the models alone lack them.
         weights = {id(w) for w in self.discriminator.weights}
         dropout_seeds = [v for v in self.discriminator.variables if id(v) not in weights]

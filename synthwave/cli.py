@@ -1,23 +1,28 @@
-"""`synthwave`: a thin command line over the flows.
+"""`synthwave`: a thin command line over the flows and the run directory.
 
 Flags are generated from the settings models, so the CLI, the flows and prefect.yaml
-accept exactly the same keys and validate them the same way.
+accept exactly the same keys and validate them the same way. Bad input exits with
+status 2 and one line naming it.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings
+from synthwave.errors import UserError
+from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings, WalkSettings
 
 # IngestSettings' nested models are flattened: --every, --downloader, ...
 INGEST_GROUPS: dict[str, type[BaseModel]] = {"download": DownloadSettings, "frames": FrameSettings}
+
+Settings = TypeVar("Settings", bound=BaseModel)
 
 
 def _flag(name: str) -> str:
@@ -30,9 +35,12 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], ski
         if name in skip or name in INGEST_GROUPS:
             continue
         default = field.default.model_dump() if isinstance(field.default, BaseModel) else field.default
+        if isinstance(default, tuple):  # a size, shown as typed: 360x640
+            default = "x".join(map(str, default))
+        shown = "required" if field.is_required() else f"default: {default}"
         parser.add_argument(
             _flag(name), dest=name, default=argparse.SUPPRESS, metavar=name.split("_")[0].upper(),
-            help=f"{field.description or ''} (default: {default})".strip(),
+            help=f"{field.description or ''} ({shown})".strip(),
         )
 
 
@@ -44,9 +52,22 @@ def ingest_settings(args: argparse.Namespace) -> IngestSettings:
     return IngestSettings.model_validate(data)
 
 
-def train_settings(args: argparse.Namespace) -> TrainSettings:
+def _settings(model: type[Settings], args: argparse.Namespace) -> Settings:
     values = vars(args)
-    return TrainSettings.model_validate({k: values[k] for k in TrainSettings.model_fields if k in values})
+    return model.model_validate({k: values[k] for k in model.model_fields if k in values})
+
+
+def train_settings(args: argparse.Namespace) -> TrainSettings:
+    return _settings(TrainSettings, args)
+
+
+def walk_settings(args: argparse.Namespace) -> WalkSettings:
+    return _settings(WalkSettings, args)
+
+
+def _refuse(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
 
 
 def _read_sources(args: argparse.Namespace) -> list[str]:
@@ -91,6 +112,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_walk(args: argparse.Namespace) -> int:
+    from gan.walk import write_walk
+
+    settings = walk_settings(args)
+    out = write_walk(settings)
+    height, width = settings.size
+    print(f"wrote {out}: {settings.frames} frames, {width}x{height}, {settings.fps} fps")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from synthwave.report import write_report
+
+    out = write_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import demo
 
@@ -102,7 +141,7 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
     from synthwave.stack import StackError, next_steps, start
 
     try:
-        stack = start(Path(args.home), port=args.port)
+        stack = start(Path(args.home), port=args.port, database_url=args.database_url)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -141,6 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     generate.set_defaults(run=cmd_generate)
 
+    walk = commands.add_parser(
+        "walk", help="an MP4 of a smooth walk through a run's latent space",
+        description="Render a walk through the latent space of a run's latest checkpoint (the EMA "
+                    "generator if it has one) as MP4 (codec mp4v: OpenCV's wheels have no H.264; "
+                    "VLC, mpv and QuickTime play it).",
+    )  # fmt: skip
+    add_model_flags(walk, WalkSettings)
+    walk.set_defaults(run=cmd_walk)
+
+    report = commands.add_parser(
+        "report", help="one self-contained HTML page about a run",
+        description="Write one HTML file, images inlined, with a run's settings, loss and quality "
+                    "curves, sample grids over time and frames of its walk.",
+    )  # fmt: skip
+    report.add_argument("--run-dir", required=True, metavar="RUN", help="a training run directory")
+    report.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
+    report.set_defaults(run=cmd_report)
+
     demo = commands.add_parser("demo", help="make synthwave clips, ingest them and train, offline")
     demo.add_argument("--dir", default=".synthwave/demo", help="where the demo writes (default: .synthwave/demo)")
     demo.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
@@ -155,13 +212,27 @@ def build_parser() -> argparse.ArgumentParser:
             "--home", default=".synthwave/stack", help="database, logs and pids (default: .synthwave/stack)"
         )
     up.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (default: 4200)")
+    up.add_argument(
+        "--database-url", help="postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB for the server (default: SQLite in --home)"
+    )
     up.set_defaults(run=cmd_stack_up)
     down.set_defaults(run=cmd_stack_down)
     return parser
 
 
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs a failed run's exception with its traceback; a UserError's one line says it all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_UserErrorsWithoutTraceback())
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
@@ -170,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = ".".join(str(part) for part in error["loc"])
             print(f"error: setting {where}: {error['msg']}", file=sys.stderr)
         return 2
+    except UserError as exc:
+        return _refuse(exc)
 
 
 if __name__ == "__main__":

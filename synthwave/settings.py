@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 def _parse_size(value: object) -> object:
@@ -94,6 +94,43 @@ class DownloadSettings(Strict):
         return hashlib.sha256(f"h{self.max_height}".encode()).hexdigest()[:12]
 
 
+_BUCKET = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^\s]*)?")
+
+
+class StorageSettings(Strict):
+    """An S3-compatible bucket prefix for the data folder, Prefect's cache and run outputs
+    (synthwave/storage.py). Credentials never go here: they come from the environment or
+    from a Prefect Secret block named here."""
+
+    url: str = Field(description="s3://bucket/prefix that shards, dataset.json, the cache and runs go to")
+    endpoint_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="S3-compatible endpoint (MinIO, Ceph, R2); none: AWS, or AWS_ENDPOINT_URL if set",
+    )
+    credentials_block: str | None = Field(
+        None,
+        min_length=1,
+        description='Prefect Secret block holding {"key": ..., "secret": ...}; none: AWS_ACCESS_KEY_ID etc. or a role',
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _s3_url(cls, url: str) -> str:
+        if not _BUCKET.fullmatch(url.strip()):
+            raise ValueError(f"storage url {url!r} is not s3://bucket/prefix (bucket: 3-63 of a-z 0-9 . -)")
+        return url.strip().rstrip("/")
+
+
+def _parse_storage(value: object) -> object:
+    """Accept "s3://bucket/prefix" (the CLI's --storage) for {url: ...}; "none": no storage."""
+    value = _parse_none(value)
+    return {"url": value} if isinstance(value, str) else value
+
+
+Storage = Annotated[StorageSettings | None, BeforeValidator(_parse_storage)]
+
+
 class FrameSettings(Strict):
     every: int | None = Field(240, gt=0, description="Keep every Nth frame (the article: 240)")
     every_seconds: float | None = Field(None, gt=0, description="Keep one frame every T seconds instead")
@@ -125,6 +162,25 @@ class IngestSettings(Strict):
     download: DownloadSettings = DownloadSettings()
     frames: FrameSettings = FrameSettings()
     shard_mb: float = Field(100.0, gt=0, description="Target size of one TFRecord shard")
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="Where videos are processed: a thread pool here, or Dask worker processes"
+    )
+    workers: int = Field(4, gt=0, description="Threads, or the processes of a temporary local Dask cluster")
+    dask_address: str | None = Field(
+        None,
+        pattern=r"^([a-z]+://)?[^\s/]+:\d+$",
+        description="Scheduler of a running Dask cluster (tcp://host:8786); none: a local cluster of `workers`",
+    )
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> IngestSettings:
+        if self.dask_address is not None and self.task_runner != "dask":
+            raise ValueError("dask_address is only used with task_runner dask: set task_runner to dask")
+        return self
+
+    storage: Storage = Field(
+        None, description="s3://bucket/prefix to publish shards, dataset.json and the cache to; none: local only"
+    )
 
 
 class TrainSettings(Strict):
@@ -137,12 +193,37 @@ class TrainSettings(Strict):
     d_filters: int = Field(64, gt=0, description="Channels of the discriminator's first block")
     max_blocks: int = Field(4, ge=1, le=6, description="Most up/down-sampling blocks")
     dropout: float = Field(0.3, ge=0, lt=1)
-    g_lr: float = Field(2e-4, gt=0)
-    d_lr: float = Field(2e-4, gt=0)
+    g_lr: float = Field(2e-4, gt=0, description="Generator's Adam lr (the article: 1e-3)")
+    d_lr: float = Field(
+        2e-4, gt=0, description="Discriminator's Adam lr (the article: 1e-4; TTUR, Heusel et al. 2017: d_lr > g_lr)"
+    )
     beta_1: float = Field(0.5, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Real targets become 1 - this")
     ema_decay: float | None = Field(None, gt=0, lt=1, description="EMA of generator weights for samples")
+    # The recipe beyond the article (issue #7); benchmarks/quality.py chose the defaults.
+    loss: Literal["bce", "hinge"] = Field("bce", description="bce: the article's; hinge: as in SN-GAN/BigGAN")
+    spectral_norm: bool = Field(False, description="Spectral normalisation of D's conv and dense kernels")
+    augment: str = Field(
+        "", description="DiffAugment policies for D's inputs, comma-separated: color,translation,cutout; '': none"
+    )
+    eval_every: int = Field(500, ge=0, description="Steps between SWD/MS-SSIM evaluations on held-out frames; 0: off")
+    eval_frames: int = Field(256, ge=16, description="Most held-out frames (and generated images) per evaluation")
+
+    @field_validator("augment")
+    @classmethod
+    def _policies(cls, augment: str) -> str:
+        names = [name.strip() for name in augment.split(",") if name.strip()]
+        unknown = sorted(set(names) - {"color", "translation", "cutout"})
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"augment {augment!r}: give distinct policies from color,translation,cutout, or ''")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _smoothing_needs_bce(self) -> TrainSettings:
+        if self.loss == "hinge" and self.label_smoothing:
+            raise ValueError("label_smoothing applies to loss bce only: set it to 0 with loss hinge")
+        return self
     seed: int = 0
     shuffle_buffer: int = Field(2048, gt=0)
     sample_every: int = Field(100, gt=0, description="Steps between image grids")
@@ -151,11 +232,51 @@ class TrainSettings(Strict):
     grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
     mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16")
     jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
+    devices: Literal["auto", "one", "all"] = Field(
+        "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
+        "one: a single device; all: every GPU, or every logical CPU without one"
+    )
     artifact_base_url: str | None = Field(
         None, description="URL the browser reaches run_dir at (e.g. a static server or bucket)"
+    )
+    walk_seconds: float = Field(
+        4.0, ge=0, description="Seconds of latent walk (walk.mp4, at the image size) after training; 0: none"
+    )
+    storage: Storage = Field(
+        None, description="s3://bucket/prefix to stage dataset.json's shards from and mirror runs/<run dir name> to"
     )
 
     def model_settings(self) -> dict:
         """Settings a checkpoint depends on: a run dir written with others is refused."""
-        keys = ("latent_dim", "g_filters", "d_filters", "max_blocks", "ema_decay")
+        keys = ("latent_dim", "g_filters", "d_filters", "max_blocks", "ema_decay", "spectral_norm", "augment")
         return {key: getattr(self, key) for key in keys}
+
+
+class WalkSettings(Strict):
+    run_dir: Path = Field(description="A training run directory (its latest checkpoint is used)")
+    out: Path = Field(Path("walk.mp4"), description="MP4 file to write")
+    seconds: float = Field(10.0, gt=0, description="Length of the video")
+    fps: int = Field(30, gt=0, le=240, description="Frames per second")
+    size: ImageSize = Field((360, 640), description="Frame size HxW, both even (MPEG-4)")
+    seed: int = Field(0, description="Seed of the latent points the walk passes through")
+    segment_seconds: float = Field(3.0, gt=0, description="Seconds from one latent point to the next")
+    batch_size: int = Field(32, gt=0, description="Frames generated per generator call")
+
+    @field_validator("out")
+    @classmethod
+    def _mp4(cls, out: Path) -> Path:
+        if out.suffix.lower() != ".mp4":
+            raise ValueError(f"{out} is not an .mp4 file: give a path ending in .mp4")
+        return out
+
+    @field_validator("size")
+    @classmethod
+    def _even(cls, size: tuple[int, int]) -> tuple[int, int]:
+        # The MPEG-4 encoder silently drops an odd last row or column.
+        if size[0] % 2 or size[1] % 2:
+            raise ValueError(f"size {size[0]}x{size[1]} has an odd side: MP4 needs even sides, e.g. 360x640")
+        return size
+
+    @property
+    def frames(self) -> int:
+        return max(1, round(self.seconds * self.fps))

@@ -1,17 +1,19 @@
 """The local Prefect stack, run the way a Prefect user runs it: a server with its UI, the
 work pools, the deployments of deployments/prefect.yaml and one process worker per pool.
 
-    synthwave stack up  [--home .synthwave/stack] [--port 4200]
+    synthwave stack up  [--home .synthwave/stack] [--port 4200] [--database-url URL]
     synthwave stack down [--home .synthwave/stack]
 
 Each part is a background process of this venv's Prefect, in its own process group,
-listening on 127.0.0.1 only. Under `home`: the SQLite database (prefect.db), a private
-Prefect home (prefect/), one log and one pid file per process (logs/, pids/).
+listening on 127.0.0.1 only. Under `home`: the SQLite database (prefect.db) unless a
+PostgreSQL URL is given, a private Prefect home (prefect/), one log and one pid file per
+process (logs/, pids/). SQLite serialises writes: PostgreSQL is for many workers and runs.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,13 +25,17 @@ from pathlib import Path
 
 import httpx
 
+from synthwave.errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = "deployments/prefect.yaml"
 POOLS = ("cpu-pool", "gpu-pool")
 PREFECT = [sys.executable, "-m", "prefect"]
+# The async drivers Prefect's server runs on (asyncpg is a Prefect dependency).
+DATABASE_URL = re.compile(r"(postgresql\+asyncpg|sqlite\+aiosqlite)://\S+")
 
 
-class StackError(RuntimeError):
+class StackError(UserError, RuntimeError):
     """A part of the stack did not start; the message ends with its log."""
 
 
@@ -56,13 +62,15 @@ class Stack:
         return "\n".join(parts)
 
 
-def environment(home: Path, port: int, extra: Mapping[str, str] = {}) -> dict[str, str]:
+def environment(
+    home: Path, port: int, extra: Mapping[str, str] = {}, database_url: str | None = None
+) -> dict[str, str]:
     home = home.resolve()
     return {
         **os.environ,
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "DO_NOT_TRACK": "1",
@@ -70,9 +78,19 @@ def environment(home: Path, port: int, extra: Mapping[str, str] = {}) -> dict[st
     }
 
 
-def start(home: Path, port: int = 4200, extra_env: Mapping[str, str] = {}, timeout_s: float = 180) -> Stack:
-    """Start server, pools, deployments and workers; `extra_env` goes to every process."""
+def start(
+    home: Path, port: int = 4200, extra_env: Mapping[str, str] = {}, timeout_s: float = 180,
+    database_url: str | None = None,
+) -> Stack:
+    """Start server, pools, deployments and workers; `extra_env` goes to every process.
+    `database_url` (postgresql+asyncpg://user:password@host:5432/db) replaces SQLite; the
+    server creates its tables in that database on start."""
     home = home.resolve()
+    if database_url is not None and not DATABASE_URL.fullmatch(database_url):
+        raise StackError(
+            "--database-url must look like postgresql+asyncpg://user:password@host:5432/prefect "
+            "(Prefect's server needs the asyncpg driver)"
+        )
     if _running(home):
         raise StackError(f"a stack is already running from {home}: `synthwave stack down --home {home}` first")
     with socket.socket() as probe:
@@ -80,7 +98,7 @@ def start(home: Path, port: int = 4200, extra_env: Mapping[str, str] = {}, timeo
             raise StackError(f"port {port} on 127.0.0.1 is in use: pick another with --port")
     for folder in ("logs", "pids", "prefect"):
         (home / folder).mkdir(parents=True, exist_ok=True)
-    stack = Stack(home, port, environment(home, port, extra_env))
+    stack = Stack(home, port, environment(home, port, extra_env, database_url))
     try:
         _spawn(stack, "server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
         _wait(stack, "the server to answer /api/health", timeout_s, lambda: _get(stack, "/health"))

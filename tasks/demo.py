@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from synthwave.atomic import atomic_path
+
 # (sky top, sky horizon, sun top, sun bottom, grid, mountains) in BGR
 PALETTES = [
     ((60, 10, 30), (140, 40, 230), (80, 230, 255), (120, 40, 255), (255, 60, 230), (50, 10, 40)),
@@ -80,13 +82,12 @@ def render_demo_videos(
     for clip in range(count):
         path = out_dir / f"synthwave-{clip}.mp4"
         if not path.exists():
-            tmp = path.with_name(f".{path.stem}.tmp.mp4")
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-            if not writer.isOpened():
-                raise RuntimeError(f"OpenCV cannot write {tmp}: no mp4v encoder in this build")
-            for n in range(int(seconds * fps)):
-                writer.write(render_frame(height, width, n / fps, clip))
-            writer.release()
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                if not writer.isOpened():
+                    raise RuntimeError(f"OpenCV cannot write {tmp}: no mp4v encoder in this build")
+                for n in range(int(seconds * fps)):
+                    writer.write(render_frame(height, width, n / fps, clip))
+                writer.release()
         paths.append(path)
     return paths

@@ -42,6 +42,7 @@ import yt_dlp.utils
 from pytubefix import Stream, YouTube
 
 from synthwave.atomic import write_json
+from synthwave.errors import UserError
 from synthwave.settings import DownloadSettings
 from tasks.sources import Source
 
@@ -73,7 +74,7 @@ _TRANSIENT_TEXT = re.compile(
 )
 
 
-class DownloadError(Exception):
+class DownloadError(UserError):
     """A source could not be downloaded; the message is one line that names the source."""
 
 

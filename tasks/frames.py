@@ -16,13 +16,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from synthwave.errors import UserError
 from synthwave.settings import FrameSettings
 
 # A stream that stops before this share of the duration its header announces was cut short.
 _TRUNCATED_SHARE = 0.9
 
 
-class VideoReadError(ValueError):
+class VideoReadError(UserError, ValueError):
     """The file is missing, empty, not a video OpenCV can decode, or has no frames."""
 
 

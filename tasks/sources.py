@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, parse_qs, urlsplit, urlunsplit
 
+from synthwave.errors import UserError
+
 _YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
 _YOUTUBE_HOSTS = {
     "youtube.com", "youtu.be", "www.youtu.be", "youtube-nocookie.com", "www.youtube-nocookie.com",
@@ -25,7 +27,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HASH_CHUNK = 1 << 20
 
 
-class InvalidSourceError(ValueError):
+class InvalidSourceError(UserError, ValueError):
     """A source that can never be downloaded; the message names it and says what to do."""
 
 

@@ -4,9 +4,11 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 - a cache key of task name + video key + a digest of the settings that change the output
   (nothing else: a different data_dir path or log level must not miss the cache);
 - results and cache records persisted under the data folder, so a rerun or the UI's
-  Retry finds them;
+  Retry finds them; with `storage`, under the bucket prefix instead (synthwave/storage.py),
+  so another machine finds them too, and the shards are published there;
 - SERIALIZABLE isolation with a file lock per key, so concurrent runs of one video
-  execute it once and the others read the cached result;
+  execute it once and the others read the cached result (on one machine: the locks stay
+  local files; across machines the cost of no lock is computing a video twice);
 - retries with exponential backoff and jitter for transient download errors only.
 """
 
@@ -18,16 +20,19 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import fsspec
 from prefect import Task, task
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
+from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 
-from synthwave.settings import DownloadSettings, FrameSettings
+from synthwave.settings import DownloadSettings, FrameSettings, StorageSettings
+from synthwave.storage import open_bucket, publish_shards, pull_manifest, results_block
 from tasks.locks import ProcessLockManager
 from tasks.download import TransientDownloadError, Video, download
 from tasks.playlists import expand_playlist
-from tasks.shards import write_video_shards
+from tasks.shards import MANIFEST, verify_manifest, write_video_shards
 from tasks.sources import Source
 
 
@@ -85,47 +90,85 @@ def playlist_task(url: str, settings: DownloadSettings) -> list[str]:
     task_run_name="shards-{video.key}",
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_shards_key),
 )
-def shards_task(video: Video, settings: FrameSettings, shard_mb: float, out_dir: Path) -> Path:
+def shards_task(
+    video: Video, settings: FrameSettings, shard_mb: float, data_dir: Path, storage: StorageSettings | None = None
+) -> str:
+    """Write the video's shards (and publish them with `storage`). Returns manifest.json's
+    path relative to data_dir: a cached result must not name one machine's folder."""
+    out_dir = shards_dir(data_dir, video.key, settings, shard_mb)
     write_video_shards(video.path, video.key, settings, shard_mb, out_dir, source=video.source)
-    return out_dir / "manifest.json"
+    if storage is not None:
+        publish_shards(storage, data_dir, out_dir)
+    return (out_dir.relative_to(data_dir) / MANIFEST).as_posix()
 
 
-def configure(step: Task, data_dir: Path, **options: Any) -> Task:
-    """Bind a step's caching, result storage and locks to one data folder.
+def shards_ok(data_dir: Path, out_dir: Path, storage: StorageSettings | None) -> bool:
+    """Whether a video's shard set is valid where its cache record lives: published whole in
+    the bucket (its manifest is then copied here), or else verified on local disk."""
+    if storage is not None:
+        return pull_manifest(storage, data_dir, out_dir)
+    return verify_manifest(out_dir / MANIFEST)
+
+
+def configure(step: Task, data_dir: Path, storage: StorageSettings | None = None, **options: Any) -> Task:
+    """Bind a step's caching, result storage and locks to one data folder (and bucket).
 
     Results are stored as JSON (a Video, a manifest path), never pickled: the cache is
     data a worker reads back, not code it runs.
     """
     state = data_dir.resolve() / ".prefect"
+    if storage is None:
+        keys, results = state / "cache-keys", state / "results"
+    else:  # checks the bucket first: a bad URL fails here, in one line
+        keys, results = open_bucket(storage).block(".prefect/cache-keys"), results_block(storage)
     policy = step.cache_policy.configure(
-        key_storage=state / "cache-keys",
+        key_storage=keys,
         lock_manager=ProcessLockManager(lock_files_directory=state / "locks"),
         isolation_level="SERIALIZABLE",
     )
     return step.with_options(
         cache_policy=policy,
         persist_result=True,
-        result_storage=state / "results",
+        result_storage=results,
         result_serializer="json",
         **options,
     )
 
 
+def _key(step: Task, params: dict) -> str:
+    return step.cache_policy.cache_key_fn(SimpleNamespace(task=step), params)
+
+
+def _record(step: Task, key: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The file system and path of the step's cache record `key`, local or in the bucket."""
+    storage = step.cache_policy.key_storage
+    if isinstance(storage, RemoteFileSystem):
+        return storage.filesystem, f"{storage.basepath}/{key}"
+    return fsspec.filesystem("file"), str(Path(storage) / key)
+
+
+def has_record(step: Task, params: dict) -> bool:
+    """Whether the step has a cache record for `params`, i.e. will come back Cached."""
+    fs, path = _record(step, _key(step, params))
+    return fs.exists(path)
+
+
 def forget_stale(step: Task, params: dict, output_ok: Callable[[], bool]) -> None:
-    """Delete the step's cache record if its output on disk is missing or fails verification.
+    """Delete the step's cache record if its output is missing or fails verification.
 
     Under the step's lock, and not at all while another run holds it (that run is making
     the output now): the later run then waits for the lock and gets the result `Cached`,
     where a refresh decided before the lock would have computed the same video twice.
     """
-    policy = step.cache_policy
-    key = policy.cache_key_fn(SimpleNamespace(task=step), params)
-    locks, holder = policy.lock_manager, f"ingest-check-{uuid.uuid4()}"
+    key = _key(step, params)
+    locks, holder = step.cache_policy.lock_manager, f"ingest-check-{uuid.uuid4()}"
     if locks.is_locked(key) or not locks.acquire_lock(key, holder, acquire_timeout=0.01):
         return
     try:
         if not output_ok():
-            (Path(policy.key_storage) / key).unlink(missing_ok=True)
+            fs, path = _record(step, key)
+            if fs.exists(path):
+                fs.rm_file(path)
     finally:
         locks.release_lock(key, holder)
 

@@ -1,10 +1,14 @@
 """Shared fixtures: a real Prefect server (temporary SQLite), loopback servers, sample videos."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
-# Before Prefect is imported anywhere: a private Prefect home, no telemetry, quiet TF.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="synthwave-prefect-home-"))
+# Before Prefect is imported anywhere: a private Prefect home (removed at exit), no telemetry, quiet TF.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="synthwave-prefect-home-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -5,7 +5,7 @@ A pytest plugin, so that every module listing it shares one stack per session:
 
 `stack` starts it on a free port with a temporary home and stops it at the end of the
 session, whatever happened; `stack_api` points this process's Prefect client at it for one
-module. The helpers wait for flow runs the way a user watches them, and fail with the
+module; `running_stack` starts another the same way with other options (PostgreSQL). The helpers wait for flow runs the way a user watches them, and fail with the
 run's logs and the stack's logs (server, workers, CLI).
 """
 
@@ -15,6 +15,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -35,16 +36,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(home: Path, **options: Any) -> Iterator[Stack]:
+    """A stack on a free port (`options` as for synthwave.stack.start), stopped at the end whatever happened."""
     started = time.monotonic()
     try:
-        running = start(home, port=free_port(), extra_env=TEST_ENV)
+        running = start(home, port=free_port(), extra_env=TEST_ENV, **options)
         print(f"\nstack up in {time.monotonic() - started:.1f} s at {running.ui_url} (home {home})")
         yield running
     finally:
         stop(home)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -48,10 +48,18 @@ def test_unknown_flag_is_rejected(capsys):
 
 
 def test_every_command_has_help():
-    for command in ("ingest", "train", "generate", "demo"):
+    for command in ("ingest", "train", "generate", "walk", "report", "demo"):
         result = subprocess.run([sys.executable, "-m", "synthwave.cli", command, "--help"], cwd=REPO,
                                 capture_output=True, text=True, check=True)
         assert "usage: synthwave " + command in result.stdout
+
+
+def test_walk_help_shows_sizes_as_typed_and_required_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["walk", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--size SIZE Frame size HxW, both even (MPEG-4) (default: 360x640)" in help_text
+    assert "(required)" in help_text and "mp4v" in help_text
 
 
 def test_ingest_exit_status_and_one_line_per_failed_source(prefect_server, sample_videos, tmp_path):

@@ -52,10 +52,10 @@ def _arg_defaults(name: str) -> dict[str, str]:
     return dict(value.split("=", 1) for value in _values(name, "ARG") if "=" in value)
 
 
-def _tomllib_command(name: str) -> str:
-    """The command that turns pyproject's dependencies into a requirements file."""
-    segments = [s for run in _values(name, "RUN") for s in run.split("&&") if "tomllib" in s]
-    assert len(segments) == 1, f"{name}: one command reads pyproject.toml's dependencies"
+def _tomllib_command(name: str, table: str = "['dependencies']") -> str:
+    """The command that turns pyproject's dependencies (or an extra's) into a requirements file."""
+    segments = [s for run in _values(name, "RUN") for s in run.split("&&") if "tomllib" in s and table in s]
+    assert len(segments) == 1, f"{name}: one command reads pyproject.toml's {table}"
     command, redirect, _target = segments[0].rpartition(">")
     assert redirect, "it writes a requirements file"
     return command.strip()
@@ -107,19 +107,25 @@ def test_installs_the_project_from_pyproject(name):
     assert not _values(name, "ENTRYPOINT")
 
 
-def test_both_images_install_the_same_requirements(tmp_path):
-    """Run each Dockerfile's requirement command, as /bin/sh would, on the real pyproject."""
+def _run_in(tmp_path: Path, command: str) -> list[str]:
+    """Run a Dockerfile's requirement command, as /bin/sh would, on the real pyproject."""
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     bin_dir = str(Path(sys.executable).parent)  # has python and python3, like both images
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    outputs = {}
-    for name in DOCKERFILES:
-        result = subprocess.run(
-            ["/bin/sh", "-c", _tomllib_command(name)], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stderr
-        outputs[name] = result.stdout.splitlines()
+    result = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_both_images_install_the_same_requirements(tmp_path):
+    outputs = {name: _run_in(tmp_path, _tomllib_command(name)) for name in DOCKERFILES}
     assert outputs["ingest"] == outputs["train"] == PYPROJECT["dependencies"]
+
+
+def test_the_ingest_image_can_run_on_dask(tmp_path):
+    """A run from the UI may set task_runner: dask; the CPU image has the extra's pins."""
+    dask = _run_in(tmp_path, _tomllib_command("ingest", "['optional-dependencies']['dask']"))
+    assert dask == PYPROJECT["optional-dependencies"]["dask"] and any(d.startswith("prefect-dask") for d in dask)
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)

@@ -1,5 +1,6 @@
 """gan.models: the upsampling plan and model shapes for any image size, on tiny models."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -60,3 +61,22 @@ def test_seed_fixes_the_initial_weights() -> None:
     first, again, other = weights(1), weights(1), weights(2)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16", "mixed_float16"])
+def test_spectral_norm_discriminator(dtype: str | None) -> None:
+    def build(seed: int) -> keras.Model:
+        return build_discriminator((16, 16, 3), 8, 2, seed=seed, dtype=dtype, spectral_norm=True)
+
+    discriminator = build(0)
+    normed = [layer for layer in discriminator.layers if isinstance(layer, keras.layers.SpectralNormalization)]
+    assert len(normed) == 3 and all(layer.vector_u.dtype == "float32" for layer in normed)
+    images = tf.random.normal([2, 16, 16, 3])
+    with tf.GradientTape() as tape:
+        logits = discriminator(images, training=True)
+    assert logits.dtype == tf.float32
+    assert all(g is not None for g in tape.gradient(logits, discriminator.trainable_variables))
+    # The power iteration's start vectors are weights, seeded like the kernels.
+    same, other = build(0), build(1)
+    assert all(np.array_equal(x, y) for x, y in zip(build(0).get_weights(), same.get_weights(), strict=True))
+    assert not np.array_equal(same.layers[1].vector_u.numpy(), other.layers[1].vector_u.numpy())

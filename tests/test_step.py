@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan.step import DCGAN, native_bfloat16
+from gan.step import DCGAN, gan_losses, native_bfloat16
 from synthwave.settings import TrainSettings
 
 SHAPE = (16, 16, 3)
@@ -74,11 +74,15 @@ def test_ema_trails_the_generator() -> None:
     assert make().ema_generator is None
 
 
-def test_checkpoint_restores_everything(tmp_path: Path) -> None:
-    trained = make(ema_decay=0.9)
+RECIPE = dict(ema_decay=0.9, spectral_norm=True, augment="color,translation,cutout", loss="hinge")
+
+
+@pytest.mark.parametrize("recipe", [dict(ema_decay=0.9), RECIPE], ids=["article", "recipe"])
+def test_checkpoint_restores_everything(tmp_path: Path, recipe: dict) -> None:
+    trained = make(**recipe)
     losses(trained, 2)
     path = trained.checkpoint().save(str(tmp_path / "ckpt"))
-    resumed = make(ema_decay=0.9, seed=9)  # other initial weights and noise: all must come from the file
+    resumed = make(**recipe, seed=9)  # other initial weights, noise and augmentations: all from the file
     resumed.checkpoint().restore(path).assert_consumed()
 
     assert int(resumed.step.numpy()) == 2
@@ -92,7 +96,45 @@ def test_checkpoint_restores_everything(tmp_path: Path) -> None:
         assert all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(a.variables, b.variables, strict=True))
     # The resumed run continues as the uninterrupted one: same noise, same next step.
     np.testing.assert_array_equal(trained.noise_rng.normal([3, 8]), resumed.noise_rng.normal([3, 8]))
+    if trained.augment_rng is not None:
+        np.testing.assert_array_equal(trained.augment_rng.state, resumed.augment_rng.state)
     assert losses(trained, 1) == losses(resumed, 1)
+
+
+def test_hinge_loss_on_known_logits() -> None:
+    real, fake = tf.constant([[2.0], [0.5], [-1.0]]), tf.constant([[-2.0], [0.0], [1.5]])
+    d_loss, g_loss = gan_losses("hinge", real, fake)
+    # D: mean(relu(1 - real)) + mean(relu(1 + fake)) = (0 + 0.5 + 2)/3 + (0 + 1 + 2.5)/3; G: -mean(fake)
+    np.testing.assert_allclose(float(d_loss), 2.5 / 3 + 3.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(float(g_loss), 0.5 / 3, rtol=1e-6)
+    d_bce, g_bce = gan_losses("bce", real, fake)
+    np.testing.assert_allclose(float(g_bce), np.mean(np.log1p(np.exp(-fake.numpy()))), rtol=1e-6)
+    assert float(d_bce) != float(d_loss)
+
+
+@pytest.mark.parametrize("precision", ["off", "on"])
+def test_recipe_is_deterministic_and_spectral_norm_bounds_d(precision: str) -> None:
+    first, again = losses(make(**RECIPE, mixed_precision=precision), 3), losses(make(**RECIPE, mixed_precision=precision), 3)
+    assert first == again and all(np.isfinite(list(step.values())).all() for step in first)
+    gan = make(**RECIPE, mixed_precision=precision)
+    gan.train_step(batch())
+    for _ in range(10):  # training calls run the power iteration and divide each kernel by its estimate
+        gan.discriminator(batch(), training=True)
+    normed = [layer for layer in gan.discriminator.layers if hasattr(layer, "vector_u")]
+    assert len(normed) == 3  # two convolutions and the logit
+    for layer in normed:
+        kernel = layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1])
+        np.testing.assert_allclose(np.linalg.norm(kernel, 2), 1.0, rtol=0.1)  # unnormalised: ~0.2
+    assert make(spectral_norm=True).settings.model_settings()["spectral_norm"] is True
+
+
+def test_augmentation_changes_only_what_d_sees() -> None:
+    plain, augmented = make(), make(augment="translation,cutout")
+    g_before = values(augmented.generator.trainable_variables)
+    metrics = [gan.train_step(batch()) for gan in (plain, augmented)]
+    assert float(metrics[0]["d_loss"]) != float(metrics[1]["d_loss"])
+    assert plain.augment_rng is None and augmented.augment_rng is not None
+    assert all(not np.array_equal(b, a) for b, a in zip(g_before, values(augmented.generator.trainable_variables)))
 
 
 def test_label_smoothing_changes_only_d_loss() -> None:

@@ -20,7 +20,7 @@ from flows.ingest import ingest
 from flows.train import train
 import gan.loop
 from gan.history import COLUMNS
-from gan.index import DatasetError, load_index
+from gan.index import DatasetError, Holdout, load_index
 from gan.loop import NonFiniteLoss, generate
 from gan.loop import train as train_loop
 from gan.run import RunDirError
@@ -74,6 +74,9 @@ def test_train_flow_writes_every_output_and_artifact(data_dir, tmp_path):
     last = np.asarray(Image.open(run / "samples" / "grid-00000006.png"), np.int16)
     assert first.shape == last.shape and np.abs(first - last).max() > 10  # six updates changed the samples
     assert (run / "loss.png").stat().st_size > 0
+    # Evaluated at the last step (eval_every's default > steps) on the held-out frames ingest recorded.
+    assert json.loads((data_dir / "dataset.json").read_text())["holdout"] == {"rule": Holdout.rule, "per_mille": 100}
+    assert history.dropna(subset=["swd_mean"])["step"].tolist() == [6] and (run / "quality.png").stat().st_size > 0
     assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-3.index", "ckpt-6.index"]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -84,7 +87,8 @@ def test_train_flow_writes_every_output_and_artifact(data_dir, tmp_path):
     assert {"image", "table", "markdown", "progress"} <= set(by_type)
     assert all(a.data.startswith("data:image/") for a in by_type["image"])  # loads in a browser with no server
     assert by_type["progress"][0].data == 100.0
-    assert "history.parquet" in by_type["markdown"][0].data and "ckpt-6" in by_type["markdown"][0].data
+    summary = next(a for a in by_type["markdown"] if a.key.endswith("-summary"))
+    assert "history.parquet" in summary.data and "ckpt-6" in summary.data
 
 
 def test_artifact_urls_use_the_configured_base(data_dir, tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from synthwave.cli import build_parser, ingest_settings
+from synthwave.cli import build_parser, ingest_settings, main
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings
 from tasks.frames import VideoReadError, probe
 from tasks.shards import load_manifest, write_video_shards
@@ -146,6 +146,22 @@ def test_an_image_size_the_generator_cannot_make_fails_before_anything_is_built(
     assert state.is_failed()
     assert "--size" in state.message and "33x43" in state.message and "\n" not in state.message, state.message
     assert not run_dir.exists()  # no lock, no config.json, no checkpoint
+
+
+@pytest.mark.parametrize("dataset", ["missing", "odd-size"])
+def test_the_cli_says_why_training_cannot_start_in_one_line(prefect_server, tmp_path, capsys, dataset):
+    data = tmp_path / "data"
+    if dataset == "odd-size":
+        (data / "shards").mkdir(parents=True)
+        (data / "shards" / "a.tfrecord").write_bytes(b"")
+        video = {"key": "a", "frames": 10, "shape": [33, 43, 3], "shards": ["shards/a.tfrecord"], "manifest": "m"}
+        (data / "dataset.json").write_text(json.dumps({"version": 1, "frames": 10, "videos": [video]}))
+
+    code = main(["train", "--data-dir", str(data), "--run-dir", str(tmp_path / "run"), "--steps", "1"])
+
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert ("ingest" in err) if dataset == "missing" else ("--size" in err), err
 
 
 # -- sources: names never come from URL text ---------------------------------------------------

@@ -201,10 +201,15 @@ def test_a_deleted_or_truncated_download_is_fetched_again(prefect_server, video_
     ingest([url], config)
 
     file.unlink()
+    ingest([url], config)  # its shards are intact: the video is not needed, so not fetched
+    assert not file.exists() and video_server.count("/milk.mkv") == 1
+
+    shutil.rmtree(config.data_dir / "shards")  # now the video is needed again
     ingest([url], config)
     assert file.read_bytes() == body and video_server.count("/milk.mkv") == 2
 
     file.write_bytes(body[: len(body) // 2])  # cut short on disk, under its final name
+    shutil.rmtree(config.data_dir / "shards")
     ingest([url], config)
     assert file.read_bytes() == body and video_server.count("/milk.mkv") == 3
     assert_cache_sound(config.data_dir)

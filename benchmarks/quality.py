@@ -1,0 +1,141 @@
+"""Sample quality of the article's training setup against the project's recipe, in one run.
+
+    python -m benchmarks.quality                          # ~10-15 min on a 2-core CPU
+    python -m benchmarks.quality --steps 2000 --size 96x160 --root /tmp/q
+    python -m benchmarks.quality --recipe loss=bce,augment=   # try a variant of (b)
+
+Both runs train on one dataset (the demo's procedural synthwave clips and the sample videos
+in shared/videos, ingested by the real ingest flow), at one image size, model size, batch
+and number of steps, and are evaluated the same way: SWD (gan.metrics, x 1e3, per pyramid
+level) between the held-out frames of dataset.json and as many samples of one fixed eval
+noise, from the EMA generator where the run has one.
+  a  the article's final setup: generator Adam lr 1e-3, discriminator lr 1e-4, Dropout 0.5,
+     BCE, no augmentation, no EMA, no spectral normalisation;
+  b  TrainSettings' defaults (the recommended recipe), with --recipe overrides.
+It prints both SWDs, the ratio b/a (target <= 0.7: PASS/MISS) and the wall time, and writes
+the two final sample grids side by side to docs/quality-grids.png.
+
+A run directory that already holds a finished run under --root is reused (its history
+gives its SWD), which makes trying recipes for (b) cheap; the default root is a fresh
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pandas as pd  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from flows.ingest import ingest  # noqa: E402
+from gan.data import holdout_images  # noqa: E402
+from gan.index import load_index  # noqa: E402
+from gan.loop import train  # noqa: E402
+from synthwave.atomic import atomic_open  # noqa: E402
+from synthwave.settings import FrameSettings, IngestSettings, TrainSettings  # noqa: E402
+from tasks.demo import render_demo_videos  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_VIDEOS = REPO.parent / "shared" / "videos"
+TARGET = 0.7
+ARTICLE = dict(g_lr=1e-3, d_lr=1e-4, dropout=0.5, loss="bce", augment="", ema_decay=None, spectral_norm=False)
+
+
+def dataset(root: Path, size: tuple[int, int], every: int) -> Path:
+    """Demo clips + sample videos, ingested once into root/data (a rerun is served from cache)."""
+    sources = [str(p) for p in render_demo_videos(root / "videos", count=4)]
+    sources += [str(p) for p in sorted(SAMPLE_VIDEOS.glob("*")) if p.suffix in (".mp4", ".mkv")]
+    data_dir = root / "data"
+    ingest(sources, IngestSettings(data_dir=data_dir, frames=FrameSettings(every=every, size=size)))
+    return data_dir
+
+
+def parse_recipe(text: str) -> dict[str, str]:
+    """"loss=hinge,augment=color;cutout" -> overrides (';' separates augment policies here)."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit(f"error: --recipe {text!r} is not key=value,...; e.g. loss=hinge,augment=color;cutout")
+    return {key.strip(): value.strip().replace(";", ",") for key, value in pairs}
+
+
+def run(name: str, settings: TrainSettings) -> dict:
+    """Train (or reuse a finished run) and return its final evaluation and wall time."""
+    index = load_index(settings.data_dir)
+    start = time.perf_counter()
+    final = train(settings, index.shards, index.shape, index.frames, holdout=index.holdout)
+    seconds = time.perf_counter() - start
+    history = pd.read_parquet(final.run.history)
+    last = history.dropna(subset=["swd_mean"]).iloc[-1]
+    levels = [float(last[c]) for c in history if c.startswith("swd_l") and pd.notna(last[c])]
+    print(f"  {name}: step {int(last.step)}, SWD {last.swd_mean:.2f} (levels {', '.join(f'{v:.2f}' for v in levels)}), "
+          f"MS-SSIM {last.ms_ssim:.3f}, mode collapse {bool(last.mode_collapse)}, {seconds:.0f} s", flush=True)
+    return {"swd": float(last.swd_mean), "levels": levels, "seconds": seconds, "grid": final.run.latest_grid}
+
+
+def side_by_side(grids: dict[str, Path], path: Path) -> Path:
+    images = {label: Image.open(grid).convert("RGB") for label, grid in grids.items()}
+    width = sum(image.width for image in images.values()) + 16 * (len(images) - 1)
+    height = max(image.height for image in images.values()) + 24
+    canvas = Image.new("RGB", (width, height), "white")
+    draw, x = ImageDraw.Draw(canvas), 0
+    for label, image in images.items():
+        draw.text((x + 4, 6), label, fill="black")
+        canvas.paste(image, (x, 24))
+        x += image.width + 16
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as handle:
+        canvas.save(handle, format="PNG")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=None, help="data and run dirs (default: a fresh temp dir)")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--size", default="64x112", help="HxW of the ingested frames")
+    parser.add_argument("--every", type=int, default=1, help="keep every Nth frame of each video")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--eval-frames", type=int, default=256, help="most held-out frames (and samples) in the SWD")
+    parser.add_argument("--recipe", default="", help="overrides of (b)'s TrainSettings: key=value,...")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality-grids.png")
+    args = parser.parse_args()
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="synthwave-quality-"))
+    size = tuple(int(side) for side in args.size.lower().split("x"))
+    start = time.perf_counter()
+    data_dir = dataset(root, size, args.every)
+    index = load_index(data_dir)
+    held = len(holdout_images(index.shards, index.holdout, args.eval_frames))
+    print(f"dataset: {index.frames} frames of {index.shape} in {data_dir}; SWD on {held} held-out", flush=True)
+    common = dict(
+        data_dir=data_dir, steps=args.steps, batch_size=args.batch_size, g_filters=128, d_filters=32,
+        eval_every=max(1, args.steps // 4), eval_frames=args.eval_frames, sample_every=args.steps,
+        checkpoint_every=args.steps, shuffle_buffer=1024, jit_compile="off",
+    )  # fmt: skip
+    recipe = parse_recipe(args.recipe)
+    article = TrainSettings(**common, **ARTICLE, run_dir=root / "run-article")
+    candidate = TrainSettings(**common, **recipe, run_dir=root / "run-recipe")
+    candidate = candidate.model_copy(update={"run_dir": root / f"run-recipe-{candidate.digest()}"})
+    keys = ("loss", "spectral_norm", "augment", "ema_decay", "g_lr", "d_lr", "dropout", "beta_1", "beta_2")
+    print("(b) recipe: " + ", ".join(f"{key}={getattr(candidate, key)}" for key in keys), flush=True)
+    results = {"a (article)": run("a (article)", article), "b (recipe)": run("b (recipe)", candidate)}
+
+    a, b = results["a (article)"], results["b (recipe)"]
+    ratio = b["swd"] / a["swd"]
+    print(f"\nSWD x1e3 on {held} held-out frames, {args.steps} steps, {index.shape[0]}x{index.shape[1]}, batch {args.batch_size}:")
+    for name, result in results.items():
+        print(f"  {name:12s} mean {result['swd']:8.2f}   levels {'  '.join(f'{v:7.2f}' for v in result['levels'])}")
+    print(f"  ratio b/a    {ratio:.3f}  (target <= {TARGET}: {'PASS' if ratio <= TARGET else 'MISS'})")
+    labels = {f"{name}: SWD {result['swd']:.1f}": result["grid"] for name, result in results.items()}
+    print(f"grids: {side_by_side(labels, args.out)}")
+    print(f"wall time: {time.perf_counter() - start:.0f} s (root {root})")
+
+
+if __name__ == "__main__":
+    main()

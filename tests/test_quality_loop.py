@@ -1,0 +1,87 @@
+"""Held-out frames and SWD during training: the split, the reader, the history columns, old files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from gan import records
+from gan.data import holdout_images, image_dataset, parse_record
+from gan.history import COLUMNS
+from gan.index import DatasetError, Holdout, load_index
+from gan.loop import train
+from synthwave.settings import FrameSettings, TrainSettings
+from tasks.shards import write_video_shards
+
+VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> list[str]:
+    """book.mkv (109 frames) at 32x56, every frame: enough for a few held-out ones."""
+    if not (VIDEOS / "book.mkv").is_file():
+        pytest.skip(f"sample clip {VIDEOS / 'book.mkv'} is absent")
+    out = tmp_path_factory.mktemp("book")
+    manifest = write_video_shards(VIDEOS / "book.mkv", "book", FrameSettings(every=1, size=(32, 56)), 0.1, out)
+    return [str(out / shard["file"]) for shard in manifest["shards"]]
+
+
+def frame_ids(shard_paths: list[str], split: str) -> list[int]:
+    """Frame indices the reader yields for a split (images and ids are read together)."""
+    dataset = tf.data.TFRecordDataset(shard_paths)
+    every = [int(parse_record(r)[records.FRAME_INDEX]) for r in dataset]
+    images = image_dataset(shard_paths, 1, shuffle_buffer=0, repeat=False, drop_remainder=False, split=split)
+    allowed = image_dataset(shard_paths, 1, shuffle_buffer=0, repeat=False, drop_remainder=False)
+    by_bytes = {batch.numpy().tobytes(): index for batch, index in zip(allowed, every, strict=True)}
+    return sorted(by_bytes[batch.numpy().tobytes()] for batch in images)
+
+
+def test_held_out_frames_never_reach_training(shards):
+    train_ids, held_ids = frame_ids(shards, "train"), frame_ids(shards, "holdout")
+    assert set(train_ids).isdisjoint(held_ids) and len(train_ids) + len(held_ids) == 109
+    assert 4 <= len(held_ids) <= 20  # ~10%, spread over the video rather than its tail
+    assert min(held_ids) < 55 < max(held_ids)
+    # Shuffled, repeated training batches hold none of them either.
+    seen = np.concatenate([b.numpy() for b in image_dataset(shards, 16, shuffle_buffer=64, seed=1, split="train").take(20)])
+    held = holdout_images(shards, Holdout(), 256)
+    assert len(held) == len(held_ids)
+    assert not {image.tobytes() for image in seen} & {image.tobytes() for image in held}
+    assert frame_ids(shards, "holdout") == held_ids  # the same frames every time
+    assert len(holdout_images(shards, Holdout(per_mille=0), 256)) == 0
+
+
+def test_tiny_run_writes_swd_columns(shards, tmp_path):
+    settings = TrainSettings(
+        run_dir=tmp_path / "run", steps=4, batch_size=8, g_filters=16, d_filters=8, max_blocks=2,
+        sample_every=2, checkpoint_every=2, shuffle_buffer=32, eval_every=2, eval_frames=16,
+        loss="hinge", spectral_norm=True, augment="color,translation,cutout", ema_decay=0.9,
+    )  # fmt: skip
+    final = train(settings, shards, (32, 56, 3), 109)
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    assert list(history.columns) == list(COLUMNS)
+    evaluated = history.dropna(subset=["swd_mean"])
+    assert evaluated["step"].tolist() == [2, 4]
+    # 32x56 has two pyramid levels (32 and 16 px): the coarser columns stay empty.
+    assert (evaluated[["swd_l0", "swd_l1", "swd_mean"]] > 0).all().all()
+    assert history[["swd_l2", "swd_l3"]].isna().all().all()
+    assert ((evaluated["ms_ssim"] > 0) & (evaluated["ms_ssim"] <= 1)).all()
+    assert evaluated["mode_collapse"].notna().all() and history["mode_collapse"].isna().sum() == 2
+    assert final.evaluated and (tmp_path / "run" / "quality.png").stat().st_size > 0
+
+
+def test_dataset_json_without_a_holdout_record_loads(tmp_path, shards):
+    dataset = {"frames": 109, "videos": [{"key": "book", "shape": [32, 56, 3], "shards": shards}]}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    assert load_index(tmp_path).holdout == Holdout()
+    dataset["holdout"] = {"rule": Holdout.rule, "per_mille": 250}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    assert load_index(tmp_path).holdout == Holdout(per_mille=250)
+    dataset["holdout"] = {"rule": "last 10% of each video", "per_mille": 100}
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    with pytest.raises(DatasetError, match="holdout record.*rerun ingest"):
+        load_index(tmp_path)
