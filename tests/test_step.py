@@ -71,7 +71,7 @@ def test_ema_trails_the_generator() -> None:
                 np.testing.assert_array_equal(ema_now, raw_now)  # BatchNorm statistics are copied
     noise = tf.random.normal([2, 8])
     assert not np.allclose(gan.sample(noise), gan.generator(noise, training=False))
-    assert make().ema_generator is None
+    assert make(ema_decay=None).ema_generator is None
 
 
 RECIPE = dict(ema_decay=0.9, spectral_norm=True, augment="color,translation,cutout", loss="hinge")
