@@ -55,8 +55,25 @@ def _encode(image: np.ndarray, settings: FrameSettings) -> bytes:
     return buffer.tobytes()
 
 
-def _encoded(frames: Iterator[Frame], settings: FrameSettings) -> Iterator[tuple[Frame, bytes]]:
-    """(frame, encoded image) in source order, encoded in parallel with a bounded backlog.
+def _record(frame: Frame, video_key: str, settings: FrameSettings) -> bytes:
+    """One frame's serialised tf.train.Example; built on the pool, off the decoding thread."""
+    height, width = frame.image.shape[:2]
+    return records.encode_example(
+        {
+            records.IMAGE: _encode(frame.image, settings),
+            records.FORMAT: settings.image_format,
+            records.HEIGHT: height,
+            records.WIDTH: width,
+            records.CHANNELS: 3,
+            records.VIDEO_KEY: video_key,
+            records.FRAME_INDEX: frame.index,
+            records.TIMESTAMP_S: float(frame.timestamp_s),
+        }
+    )
+
+
+def _encoded(frames: Iterator[Frame], video_key: str, settings: FrameSettings) -> Iterator[tuple[Frame, bytes]]:
+    """(frame, its record) in source order, encoded in parallel with a bounded backlog.
 
     A deep backlog lets the encoders ride out stalls of the decoding thread (measured:
     +20-30% frames/s at every=1 going from 4 to 64 frames); its bytes are capped, so
@@ -67,7 +84,7 @@ def _encoded(frames: Iterator[Frame], settings: FrameSettings) -> Iterator[tuple
     with ThreadPoolExecutor(workers, thread_name_prefix="encode") as pool:
         try:
             for frame in frames:
-                pending.append((frame, pool.submit(_encode, frame.image, settings)))
+                pending.append((frame, pool.submit(_record, frame, video_key, settings)))
                 if len(pending) > max(2 * workers, min(_MAX_IN_FLIGHT, _IN_FLIGHT_BYTES // frame.image.nbytes)):
                     head, future = pending.popleft()
                     yield head, future.result()
@@ -180,10 +197,10 @@ def _write(
     writer = _ShardWriter(tmp, video_key, max(1, int(shard_mb * _MB)))
     first = last = None
     try:
-        for frame, image in _encoded(iter_frames(video_path, settings), settings):
+        for frame, record in _encoded(iter_frames(video_path, settings), video_key, settings):
             first = frame.index if first is None else first
             last = frame.index
-            writer.write(_example(frame, image, video_key, settings))
+            writer.write(record)
     except BaseException:
         writer.abort()
         raise
@@ -206,22 +223,6 @@ def _write(
     }
     write_json(tmp / MANIFEST, manifest)  # last: a directory with a manifest is complete
     return manifest
-
-
-def _example(frame: Frame, image: bytes, video_key: str, settings: FrameSettings) -> bytes:
-    height, width = frame.image.shape[:2]
-    return records.encode_example(
-        {
-            records.IMAGE: image,
-            records.FORMAT: settings.image_format,
-            records.HEIGHT: height,
-            records.WIDTH: width,
-            records.CHANNELS: 3,
-            records.VIDEO_KEY: video_key,
-            records.FRAME_INDEX: frame.index,
-            records.TIMESTAMP_S: float(frame.timestamp_s),
-        }
-    )
 
 
 def _fsync_dir(path: Path) -> None:
