@@ -147,6 +147,19 @@ def _cached(source: Source, settings: DownloadSettings, downloads_dir: Path) -> 
     YouTube download also depends on max_height, so it is reused only when the note written
     beside it records the same output digest.
     """
+    found = _on_disk(source, downloads_dir)
+    if found is None:
+        return None
+    path, note = found
+    if source.kind == "youtube" and note.get("output") != settings.output_digest():
+        return None
+    if not _whole(path, note):
+        return None  # cut short or replaced since: fetch it again
+    return Video(source.key, path, note.get("title") or path.stem, source.location)
+
+
+def _on_disk(source: Source, downloads_dir: Path) -> tuple[Path, dict] | None:
+    """The published download of `source` and the note beside it ({} if unreadable), if any."""
     finals = sorted(downloads_dir.glob(f"{source.key}.*"))
     if not finals:
         return None
@@ -154,11 +167,7 @@ def _cached(source: Source, settings: DownloadSettings, downloads_dir: Path) -> 
         note = json.loads(_note_path(downloads_dir, source.key).read_text())
     except (OSError, ValueError):
         note = {}
-    if source.kind == "youtube" and note.get("output") != settings.output_digest():
-        return None
-    if not _whole(finals[0], note):
-        return None  # cut short or replaced since: fetch it again
-    return Video(source.key, finals[0], note.get("title") or finals[0].stem, source.location)
+    return finals[0], note if isinstance(note, dict) else {}
 
 
 def _whole(path: Path, note: dict) -> bool:
@@ -177,14 +186,8 @@ def is_complete(source: Source, downloads_dir: Path) -> bool:
     download when this is False, so a deleted or truncated file is fetched again."""
     if source.kind == "file":
         return Path(source.location).is_file()
-    finals = sorted(downloads_dir.glob(f"{source.key}.*"))
-    if not finals:
-        return False
-    try:
-        note = json.loads(_note_path(downloads_dir, source.key).read_text())
-    except (OSError, ValueError):
-        note = {}
-    return _whole(finals[0], note if isinstance(note, dict) else {})
+    found = _on_disk(source, downloads_dir)
+    return found is not None and _whole(*found)
 
 
 def _publish(
