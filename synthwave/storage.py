@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -40,6 +39,7 @@ from prefect.filesystems import RemoteFileSystem
 from synthwave.atomic import atomic_open
 from synthwave.errors import UserError
 from synthwave.settings import StorageSettings
+from tasks.shards import file_sha256, shard_ok
 
 MANIFEST = "manifest.json"  # tasks/shards.py's; not imported: that module brings OpenCV
 DATASET = "dataset.json"
@@ -169,14 +169,6 @@ def results_block(settings: StorageSettings) -> RemoteFileSystem:
     return block
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _relative(data_dir: Path, path: Path) -> str:
     return path.resolve().relative_to(data_dir.resolve()).as_posix()
 
@@ -263,7 +255,7 @@ def stage_dataset(settings: StorageSettings, data_dir: Path, workers: int = 8) -
     def stage(item: tuple[str, dict]) -> bool:
         relative, shard = item
         local = data_dir / relative
-        if local.is_file() and local.stat().st_size == shard["bytes"] and file_sha256(local) == shard["sha256"]:
+        if shard_ok(local.parent, shard):
             return False
         bucket.get(relative, local, shard["sha256"])
         return True

@@ -266,17 +266,20 @@ def verify_manifest(manifest_path: Path) -> bool:
     manifest_path = Path(manifest_path)
     try:
         shards = load_manifest(manifest_path)["shards"]
-        return bool(shards) and all(_shard_ok(manifest_path.parent, shard) for shard in shards)
+        return bool(shards) and all(shard_ok(manifest_path.parent, shard) for shard in shards)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def _shard_ok(directory: Path, shard: dict) -> bool:
+def shard_ok(directory: Path, shard: dict) -> bool:
+    """True if the manifest entry `shard` is in `directory` with its recorded size and sha256."""
     path = directory / shard["file"]
-    if not path.is_file() or path.stat().st_size != shard["bytes"]:
-        return False
+    return path.is_file() and path.stat().st_size == shard["bytes"] and file_sha256(path) == shard["sha256"]
+
+
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest() == shard["sha256"]
+    return digest.hexdigest()
