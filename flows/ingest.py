@@ -154,7 +154,7 @@ def _task_runner(settings: IngestSettings) -> Iterator[TaskRunner]:
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:
-        raise RuntimeError("task_runner dask needs the dask extra: pip install 'ai-synthwave[dask]'") from exc
+        raise UserError("task_runner dask needs the dask extra: pip install 'ai-synthwave[dask]'") from exc
     if settings.dask_address:
         runner = DaskTaskRunner(address=settings.dask_address)
     else:  # one task at a time per process: a video's decode and encode already use its cores

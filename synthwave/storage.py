@@ -37,9 +37,10 @@ import fsspec
 from prefect.filesystems import RemoteFileSystem
 
 from synthwave.atomic import atomic_open
+from synthwave.digest import file_sha256
 from synthwave.errors import UserError
 from synthwave.settings import StorageSettings
-from tasks.shards import file_sha256, shard_ok
+from tasks.shards import shard_ok
 
 MANIFEST = "manifest.json"  # tasks/shards.py's; not imported: that module brings OpenCV
 DATASET = "dataset.json"

@@ -26,6 +26,7 @@ import numpy as np
 
 from gan import records
 from synthwave.atomic import write_json
+from synthwave.digest import file_sha256
 from synthwave.settings import FrameSettings
 from tasks.frames import Frame, VideoInfo, iter_frames, output_size, probe
 from tasks.png import encode_png
@@ -275,11 +276,3 @@ def shard_ok(directory: Path, shard: dict) -> bool:
     """True if the manifest entry `shard` is in `directory` with its recorded size and sha256."""
     path = directory / shard["file"]
     return path.is_file() and path.stat().st_size == shard["bytes"] and file_sha256(path) == shard["sha256"]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, parse_qs, urlsplit, urlunsplit
 
+from synthwave.digest import file_sha256
 from synthwave.errors import UserError
 
 _YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
@@ -24,7 +25,6 @@ _YOUTUBE_HOSTS = {
 _ID_PATHS = {"shorts", "embed", "live", "v", "e"}
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_HASH_CHUNK = 1 << 20
 
 
 class InvalidSourceError(UserError, ValueError):
@@ -124,15 +124,6 @@ def _parse_url(text: str) -> Source:
     return Source("http", f"url-{_sha16(location.encode())}", location)
 
 
-def _file_digest(path: Path) -> str:
-    """sha256 of the content, read in chunks so a large video costs constant memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def _parse_file(text: str) -> Source:
     path = Path(text).expanduser().resolve()
     if path.is_dir():
@@ -144,7 +135,7 @@ def _parse_file(text: str) -> Source:
     if path.stat().st_size == 0:
         raise InvalidSourceError(f"file {_shown(text)} is empty: give a complete video file")
     try:
-        key = f"file-{_file_digest(path)}"
+        key = f"file-{file_sha256(path)[:16]}"
     except OSError as exc:
         raise InvalidSourceError(
             f"cannot read file {_shown(text)} ({exc.strerror}): check its permissions"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import distributed
@@ -15,7 +16,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.ingest import ingest
+from flows.ingest import _task_runner, ingest
+from synthwave.errors import UserError
 from synthwave.settings import FrameSettings, IngestSettings
 from tasks.shards import load_manifest
 from tests.loopback import SAMPLE_VIDEOS
@@ -81,3 +83,10 @@ def test_dask_workers_write_the_thread_pool_dataset(prefect_server, sources, tmp
     ran_on = {task["worker"] for task in stream.data}
     assert len(stream.data) == 6 and ran_on <= workers, stream.data
     assert dataset(tmp_path / "dask") == expected
+
+
+def test_dask_without_its_extra_is_a_one_line_user_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # as if not installed
+    with pytest.raises(UserError, match=r"pip install 'ai-synthwave\[dask\]'"):
+        with _task_runner(settings(tmp_path, task_runner="dask")):
+            pass
