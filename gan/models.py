@@ -14,6 +14,10 @@ the outputs, which stay float32: tanh images and D's logits feed float32 losses.
 2018): in training calls it divides each kernel by its largest singular value, estimated by
 one power iteration whose vector `vector_u` is a (non-trainable) weight of D, so a
 checkpoint of D holds it and a resume continues the same estimate.
+
+`minibatch_std` appends, before D's logit, one feature map holding the standard deviation
+of its features across the batch, averaged (Karras et al. 2018, ProGAN, over the whole
+minibatch): real batches are varied, so a generator whose samples look alike is told apart.
 """
 
 from __future__ import annotations
@@ -38,6 +42,19 @@ def upsampling_plan(height: int, width: int, max_blocks: int) -> tuple[int, int,
             f"(< {MIN_BASE}); lower max_blocks"
         )
     return blocks, base_h, base_w
+
+
+class MinibatchStdDev(layers.Layer):
+    """(B, H, W, C) -> (B, H, W, C + 1): the last channel is the batch's mean feature std."""
+
+    def call(self, x):
+        # float32 statistics: a bfloat16 variance of near-equal values is mostly rounding.
+        std = keras.ops.sqrt(keras.ops.var(keras.ops.cast(x, "float32"), axis=0) + 1e-8)
+        spread = keras.ops.cast(keras.ops.mean(std), x.dtype)
+        return keras.ops.concatenate([x, keras.ops.ones_like(x[..., :1]) * spread], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
 
 
 def _init(seed: int | None, layer: int) -> keras.initializers.Initializer:
@@ -88,6 +105,7 @@ def build_discriminator(
     seed: int | None = None,
     dtype: str | None = None,
     spectral_norm: bool = False,
+    minibatch_std: bool = False,
 ) -> keras.Model:
     """Images (B, H, W, C) in [-1, 1] -> one real/fake logit (B, 1), float32."""
     blocks, _, _ = upsampling_plan(image_shape[0], image_shape[1], max_blocks)
@@ -103,6 +121,8 @@ def build_discriminator(
         ))(x)  # fmt: skip
         x = layers.LeakyReLU(0.2, dtype=dtype)(x)
         x = layers.Dropout(dropout, seed=None if seed is None else seed * 1000 + 100 + block, dtype=dtype)(x)
+    if minibatch_std:
+        x = MinibatchStdDev(dtype=dtype)(x)
     x = layers.Flatten(dtype=dtype)(x)
     logit = normed(layers.Dense(1, kernel_initializer=_init(seed, blocks), dtype="float32", name="logit"))(x)
     model = keras.Model(images, logit, name="discriminator")

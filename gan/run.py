@@ -24,7 +24,7 @@ from synthwave.settings import TrainSettings
 
 
 # Model settings added after run dirs existed, at the value those runs were made with.
-_LEGACY_MODEL_SETTINGS = {"spectral_norm": False, "augment": ""}
+_LEGACY_MODEL_SETTINGS = {"spectral_norm": False, "augment": "", "minibatch_std": False}
 
 
 class RunDirError(UserError, RuntimeError):

@@ -27,7 +27,9 @@ XLA ("auto": GPU only) gave 0.2-0.75x the images per CPU-second of the plain gra
 Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for G) or
 "hinge" (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); `spectral_norm` on D;
 `augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
-augmented fakes. Augmentations draw from their own `tf.random.Generator`, in the
+augmented fakes; `minibatch_std` (gan/models.py); `r1_gamma`, the R1 penalty, computed
+on D's (augmented) real inputs in the same pass that gives their logits and added to
+d_loss, so the history's d_loss includes it. Augmentations draw from their own `tf.random.Generator`, in the
 checkpoint like the noise's.
 
 Several devices (`devices`, gan/distribute.py): models, optimisers, EMA and step counter
@@ -136,6 +138,7 @@ class DCGAN:
         self.discriminator = build_discriminator(
             self.image_shape, settings.d_filters, settings.max_blocks, settings.dropout,
             seed=settings.seed + 1, dtype=self.dtype_policy, spectral_norm=settings.spectral_norm,
+            minibatch_std=settings.minibatch_std,
         )  # fmt: skip
         # Same seeds: the EMA starts equal to the generator.
         self.ema_generator = generator() if settings.ema_decay is not None else None
@@ -197,9 +200,10 @@ class DCGAN:
             if real_rng is not None:
                 real = diff_augment(real, s.augment, real_rng)
                 fake = diff_augment(fake, s.augment, fake_rng)
-            real_logits = self.discriminator(real, training=True)
+            real_logits, r1 = self._real_logits(real, global_batch)
             fake_logits = self.discriminator(fake, training=True)
             d_loss, g_loss = gan_losses(s.loss, real_logits, fake_logits, s.label_smoothing, global_batch)
+            d_loss += r1
             d_scaled = self.d_optimizer.scale_loss(d_loss)
             g_scaled = self.g_optimizer.scale_loss(g_loss)
         d_grads = tape.gradient(d_scaled, d_vars)
@@ -220,6 +224,20 @@ class DCGAN:
             "d_real": _mean(tf.sigmoid(real_logits), global_batch),
             "d_fake": _mean(tf.sigmoid(fake_logits), global_batch),
         }
+
+    def _real_logits(self, real: tf.Tensor, global_batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """D's logits on the real batch and the R1 penalty (Mescheder et al. 2018): r1_gamma / 2
+        times the mean squared norm of D's gradient at the real images, 0 when off."""
+        gamma = self.settings.r1_gamma
+        if not gamma:
+            return self.discriminator(real, training=True), tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            tape.watch(real)
+            logits = self.discriminator(real, training=True)
+            # Scaled as the losses are, so float16 gradients do not underflow; unscaled below.
+            scaled = self.d_optimizer.scale_loss(tf.reduce_sum(logits))
+        grads = tf.cast(tape.gradient(scaled, real), tf.float32) / self.d_optimizer.scale_loss(tf.constant(1.0))
+        return logits, 0.5 * gamma * _mean(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]), global_batch)
 
     def sample(self, noise: tf.Tensor) -> tf.Tensor:
         """Images in [-1, 1] from the EMA generator when there is one, BatchNorm in inference mode."""

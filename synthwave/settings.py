@@ -209,6 +209,10 @@ class TrainSettings(Strict):
     # The recipe beyond the article (issue #7), off: none beat the defaults in benchmarks/quality.py.
     loss: Literal["bce", "hinge"] = Field("bce", description="bce: the article's; hinge: as in SN-GAN/BigGAN")
     spectral_norm: bool = Field(False, description="Spectral normalisation of D's conv and dense kernels")
+    minibatch_std: bool = Field(
+        False, description="D sees the batch's feature spread (ProGAN's minibatch stddev), so look-alike samples stand out"
+    )
+    r1_gamma: float = Field(0.0, ge=0, description="Weight of the R1 penalty on D's gradient at real images; 0: off")
     augment: str = Field(
         "", description="DiffAugment policies for D's inputs, comma-separated: color,translation,cutout; '': none"
     )
@@ -253,7 +257,8 @@ class TrainSettings(Strict):
 
     def model_settings(self) -> dict:
         """Settings a checkpoint depends on: a run dir written with others is refused."""
-        keys = ("latent_dim", "g_filters", "d_filters", "max_blocks", "ema_decay", "spectral_norm", "augment")
+        keys = ("latent_dim", "g_filters", "d_filters", "max_blocks", "ema_decay", "spectral_norm", "augment",
+                "minibatch_std")  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan.models import build_discriminator, build_generator, upsampling_plan
+from gan.models import MinibatchStdDev, build_discriminator, build_generator, upsampling_plan
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,19 @@ def test_spectral_norm_discriminator(dtype: str | None) -> None:
     same, other = build(0), build(1)
     assert all(np.array_equal(x, y) for x, y in zip(build(0).get_weights(), same.get_weights(), strict=True))
     assert not np.array_equal(same.layers[1].vector_u.numpy(), other.layers[1].vector_u.numpy())
+
+
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16"])
+def test_minibatch_std_lets_d_tell_a_uniform_batch_from_a_varied_one(dtype: str | None) -> None:
+    image, other = tf.random.normal([1, 16, 16, 3], seed=1), tf.random.normal([1, 16, 16, 3], seed=2)
+    uniform, varied = tf.concat([image, image], 0), tf.concat([image, other], 0)
+    for minibatch_std in (False, True):
+        discriminator = build_discriminator((16, 16, 3), 8, 2, 0.0, seed=0, dtype=dtype, minibatch_std=minibatch_std)
+        first = [float(discriminator(pair, training=True)[0, 0]) for pair in (uniform, varied)]
+        # The same image gets another logit only when D sees the rest of its batch.
+        assert (first[0] != first[1]) is minibatch_std
+    layer = next(layer for layer in discriminator.layers if isinstance(layer, MinibatchStdDev))
+    features = tf.random.normal([4, 3, 5, 2])
+    spread = layer(features)[..., -1].numpy()
+    np.testing.assert_allclose(spread, np.std(features.numpy(), axis=0).mean(), rtol=2e-2 if dtype else 1e-5)
+    assert np.allclose(layer(tf.concat([features[:1]] * 4, 0))[..., -1], 0.0, atol=1e-3)

@@ -74,7 +74,9 @@ def test_ema_trails_the_generator() -> None:
     assert make(ema_decay=None).ema_generator is None
 
 
-RECIPE = dict(ema_decay=0.9, spectral_norm=True, augment="color,translation,cutout", loss="hinge")
+RECIPE = dict(
+    ema_decay=0.9, spectral_norm=True, augment="color,translation,cutout", loss="hinge", minibatch_std=True, r1_gamma=1.0
+)
 
 
 @pytest.mark.parametrize("recipe", [dict(ema_decay=0.9), RECIPE], ids=["article", "recipe"])
@@ -135,6 +137,26 @@ def test_augmentation_changes_only_what_d_sees() -> None:
     assert float(metrics[0]["d_loss"]) != float(metrics[1]["d_loss"])
     assert plain.augment_rng is None and augmented.augment_rng is not None
     assert all(not np.array_equal(b, a) for b, a in zip(g_before, values(augmented.generator.trainable_variables)))
+
+
+@pytest.mark.parametrize("precision", ["off", "on"])
+def test_r1_penalty_adds_half_gamma_times_squared_gradient_norm_to_d_loss(precision: str) -> None:
+    plain, penalised = (make(dropout=0.0, mixed_precision=precision, r1_gamma=gamma) for gamma in (0.0, 10.0))
+    real = batch()
+    with tf.GradientTape() as tape:  # D at the real images, before the step: what the penalty measures
+        tape.watch(real)
+        logits = penalised.discriminator(real, training=True)
+    norms = tf.reduce_sum(tf.square(tf.cast(tape.gradient(logits, real), tf.float32)), axis=[1, 2, 3])
+    expected = 0.5 * 10.0 * float(tf.reduce_mean(norms))
+    assert expected > 0
+    without, with_r1 = plain.train_step(real), penalised.train_step(real)
+    np.testing.assert_allclose(float(with_r1["d_loss"]) - float(without["d_loss"]), expected, rtol=1e-3, atol=1e-6)
+    assert float(with_r1["g_loss"]) == float(without["g_loss"])  # G's loss does not see it
+    # The penalty shapes D's update: its weights move differently.
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(values(plain.discriminator.trainable_variables), values(penalised.discriminator.trainable_variables))
+    )
 
 
 def test_label_smoothing_changes_only_d_loss() -> None:
