@@ -77,3 +77,18 @@ def test_ingest_exit_status_and_one_line_per_failed_source(prefect_server, sampl
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: 2 of 3 sources failed") and "empty.mp4" in last and "ftp://host/x.mp4" in last
     assert (tmp_path / "data" / "dataset.json").is_file()
+
+
+def test_prefect_sends_no_telemetry_unless_the_environment_asks():
+    """The console script and `python -m benchmarks...` run without ./dev's exports too."""
+    probe = (
+        "import flows.ingest, os; from prefect.settings import get_current_settings; "
+        "print(get_current_settings().server.analytics_enabled, os.environ['DO_NOT_TRACK'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False", "1"]
+    # A user who wants it on keeps it on.
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "true"
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split()[0] == "True"
