@@ -6,10 +6,12 @@
 
 All steps train the same models (gan.models, 96x160, batch 64, latent 100, one seed) on
 one fixed batch, so only the step differs:
-  article   eager (no tf.function), two tapes, D called on real and on fake, float32;
+  article   eager (no tf.function), two tapes, D called on real and on fake, float32,
+            keras.layers.Dropout in D as the article wrote it;
   tutorial  the same under @tf.function, as in tensorflow.org/tutorials/generative/dcgan;
   project   gan.step.DCGAN.train_step with default TrainSettings (bfloat16 on CPUs
-            that compute it natively).
+            that compute it natively) and gan.models.Dropout, which draws the same
+            Bernoulli masks at about half of Keras' cost.
 The machine is shared and has few cores, so each step is traced first, the steps are
 timed in interleaved rounds (A B C A B C ...) and the median round is reported, as
 images per wall second (what the targets are set on) and per CPU second of this process
@@ -35,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from gan.models import build_discriminator, build_generator  # noqa: E402
+from gan.models import Dropout, build_discriminator, build_generator  # noqa: E402
 from gan.step import DCGAN, _bce, native_bfloat16  # noqa: E402
 from synthwave.settings import TrainSettings  # noqa: E402
 
@@ -50,11 +52,22 @@ def settings(**overrides: object) -> TrainSettings:
     return TrainSettings(**{"batch_size": BATCH, "latent_dim": 100, "ema_decay": None, **overrides})
 
 
+def with_keras_dropout(discriminator: keras.Model) -> keras.Model:
+    """D as the article and the tutorial write it: keras.layers.Dropout, not gan.models.Dropout."""
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, Dropout):
+            return keras.layers.Dropout(layer.rate, dtype=layer.dtype_policy)
+        return layer.__class__.from_config(layer.get_config())
+
+    return keras.models.clone_model(discriminator, clone_function=clone)
+
+
 def two_tape_step(shape: Shape) -> Step:
     """The tutorial's train_step on the project's models: two tapes, D called twice, float32."""
     s = settings()
     generator = build_generator(shape, s.latent_dim, s.g_filters, s.max_blocks, seed=s.seed)
-    discriminator = build_discriminator(shape, s.d_filters, s.max_blocks, s.dropout, seed=s.seed + 1)
+    discriminator = with_keras_dropout(build_discriminator(shape, s.d_filters, s.max_blocks, s.dropout, seed=s.seed + 1))
     g_opt = keras.optimizers.Adam(s.g_lr, beta_1=s.beta_1, beta_2=s.beta_2)
     d_opt = keras.optimizers.Adam(s.d_lr, beta_1=s.beta_1, beta_2=s.beta_2)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -91,6 +104,15 @@ class ConcatDCGAN(DCGAN):
         self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
         self.step.assign_add(1)
         return {"g_loss": g_loss, "d_loss": d_loss}
+
+
+class KerasDropoutDCGAN(DCGAN):
+    """The project's step with keras.layers.Dropout in D, as the other two steps have."""
+
+    def __init__(self, settings: TrainSettings, image_shape: Shape) -> None:
+        super().__init__(settings, image_shape)
+        self.discriminator = with_keras_dropout(self.discriminator)
+        self.d_optimizer = self._optimizer(settings.d_lr, self.discriminator)
 
 
 class FusedBatchNorm(keras.layers.Layer):
@@ -247,6 +269,7 @@ def main() -> None:
         extra = [
             (f32, project),
             (variant("project, D on concat([real, fake])", ConcatDCGAN(settings(), shape)), project),
+            (variant("project, keras.layers.Dropout in D", KerasDropoutDCGAN(settings(), shape)), project),
             (variant("project, float32 + fused BatchNorm in G", fused), f32),
             (variant("project, float32 + XLA (jit_compile=on)", xla, steps=1), f32),  # 1: it is that slow
         ]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan.models import MinibatchStdDev, build_discriminator, build_generator, upsampling_plan
+from gan.models import Dropout, MinibatchStdDev, build_discriminator, build_generator, upsampling_plan
 
 
 @pytest.mark.parametrize(
@@ -96,3 +96,24 @@ def test_minibatch_std_lets_d_tell_a_uniform_batch_from_a_varied_one(dtype: str 
     spread = layer(features)[..., -1].numpy()
     np.testing.assert_allclose(spread, np.std(features.numpy(), axis=0).mean(), rtol=2e-2 if dtype else 1e-5)
     assert np.allclose(layer(tf.concat([features[:1]] * 4, 0))[..., -1], 0.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.3])
+def test_dropout_draws_keras_bernoulli_mask_and_its_gradient(rate: float) -> None:
+    layer = Dropout(rate, seed=7)
+    x = tf.random.uniform([8, 12, 20, 33], 1.0, 2.0)  # odd channels: the last 16-bit draw is cut off
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+    kept = y.numpy() != 0
+    n = kept.size
+    assert abs(kept.mean() - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / n)  # binomial, 4 sigma
+    np.testing.assert_allclose(y.numpy()[kept], x.numpy()[kept] / (1 - rate), rtol=1e-6)
+    # The gradient is the mask itself: 1 / (1 - rate) where kept, 0 where dropped.
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), kept / (1 - rate), rtol=1e-6)
+    # Each channel, also the last, drops at the rate: the draws are not shared across channels.
+    assert abs(kept[..., -1].mean() - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / kept[..., -1].size)
+    assert np.array_equal(layer(x, training=False), x)
+    # Seeded: one seed, one sequence of masks; a call draws a new one.
+    again = Dropout(rate, seed=7)
+    assert np.array_equal(again(x, training=True), y) and not np.array_equal(again(x, training=True), y)
