@@ -4,6 +4,12 @@ Decoding stays on the calling thread (one streaming pass, see tasks/frames.py); 
 encoding runs on a thread pool (OpenCV and ISA-L release the GIL). A bounded number of
 frames is in flight, so memory stays flat whatever the video's length. Everything is
 built in a temp directory beside `out_dir` and renamed into place once complete.
+
+A long video is decoded as segments, one thread each (tasks.frames.plan_segments): the
+first writes its records to the shards as it goes, each later one to a temp file of its
+own, appended in order once the segments before it are done. The shards are byte for
+byte those of one pass. If a segment did not start on its planned frame (a container
+whose timestamps make OpenCV's seek inexact), the video is read again in one pass.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +35,7 @@ from gan import records
 from synthwave.atomic import write_json
 from synthwave.digest import file_sha256
 from synthwave.settings import FrameSettings
-from tasks.frames import Frame, VideoInfo, iter_frames, output_size, probe
+from tasks.frames import Frame, FrameReader, Segment, VideoInfo, output_size, plan_segments, probe
 from tasks.png import encode_png
 
 MANIFEST = "manifest.json"
@@ -56,6 +63,11 @@ def _encode(image: np.ndarray, settings: FrameSettings) -> bytes:
     return buffer.tobytes()
 
 
+def _cpus() -> int:
+    """CPUs this process may run on (a container's limit, not the host's count)."""
+    return len(os.sched_getaffinity(0))
+
+
 def _record(frame: Frame, video_key: str, settings: FrameSettings) -> bytes:
     """One frame's serialised tf.train.Example; built on the pool, off the decoding thread."""
     height, width = frame.image.shape[:2]
@@ -73,28 +85,28 @@ def _record(frame: Frame, video_key: str, settings: FrameSettings) -> bytes:
     )
 
 
-def _encoded(frames: Iterator[Frame], video_key: str, settings: FrameSettings) -> Iterator[tuple[Frame, bytes]]:
-    """(frame, its record) in source order, encoded in parallel with a bounded backlog.
+def _encoded(
+    frames: Iterator[Frame], video_key: str, settings: FrameSettings, pool: ThreadPoolExecutor
+) -> Iterator[tuple[Frame, bytes]]:
+    """(frame, its record) in source order, encoded on `pool` with a bounded backlog.
 
     A deep backlog lets the encoders ride out stalls of the decoding thread (measured:
     +20-30% frames/s at every=1 going from 4 to 64 frames); its bytes are capped, so
     memory stays flat for large frames too.
     """
-    workers = os.cpu_count() or 1
     pending: deque[tuple[Frame, Future[bytes]]] = deque()
-    with ThreadPoolExecutor(workers, thread_name_prefix="encode") as pool:
-        try:
-            for frame in frames:
-                pending.append((frame, pool.submit(_record, frame, video_key, settings)))
-                if len(pending) > max(2 * workers, min(_MAX_IN_FLIGHT, _IN_FLIGHT_BYTES // frame.image.nbytes)):
-                    head, future = pending.popleft()
-                    yield head, future.result()
-            while pending:
+    try:
+        for frame in frames:
+            pending.append((frame, pool.submit(_record, frame, video_key, settings)))
+            if len(pending) > max(2 * _cpus(), min(_MAX_IN_FLIGHT, _IN_FLIGHT_BYTES // frame.image.nbytes)):
                 head, future = pending.popleft()
                 yield head, future.result()
-        finally:
-            for _, future in pending:
-                future.cancel()
+        while pending:
+            head, future = pending.popleft()
+            yield head, future.result()
+    finally:
+        for _, future in pending:
+            future.cancel()
 
 
 class _HashingFile:
@@ -125,8 +137,12 @@ class _ShardWriter:
         self.directory, self.video_key, self.limit = directory, video_key, limit_bytes
         self.shards: list[ShardInfo] = []
         self.current: _HashingFile | None = None
+        self.first_index: int | None = None  # of the frames written
+        self.last_index: int | None = None
 
-    def write(self, example: bytes) -> None:
+    def write(self, example: bytes, frame_index: int) -> None:
+        self.first_index = frame_index if self.first_index is None else self.first_index
+        self.last_index = frame_index
         if self.current is None:
             self.current = _HashingFile(self.directory / f"{self.video_key}-{len(self.shards):05d}.tfrecord")
         records.write_record(self.current, example)
@@ -145,6 +161,36 @@ class _ShardWriter:
             self.current.file.close()
             self.current = None
 
+    def discard(self) -> None:
+        """Remove everything written, to start again."""
+        self.abort()
+        for path in self.directory.glob(f"{self.video_key}-*.tfrecord"):
+            path.unlink()
+        self.shards, self.first_index, self.last_index = [], None, None
+
+
+class _Spill:
+    """A later segment's records, in order, in a temp file until the segments before it are written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, "wb")
+        self.records: list[tuple[int, int]] = []  # (frame index, record bytes)
+
+    def write(self, example: bytes, frame_index: int) -> None:
+        self.file.write(example)
+        self.records.append((frame_index, len(example)))
+
+    def replay(self, writer: _ShardWriter) -> None:
+        self.file.close()
+        with open(self.path, "rb") as handle:
+            for frame_index, size in self.records:
+                writer.write(handle.read(size), frame_index)
+
+    def remove(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
 
 def write_video_shards(
     video_path: Path,
@@ -157,7 +203,7 @@ def write_video_shards(
     """Write one video's kept frames as shards of about `shard_mb` MB plus manifest.json.
 
     `out_dir` is replaced as a whole on success and left untouched on any error; a video
-    without a kept frame is a VideoReadError (from iter_frames). Returns the manifest.
+    without a kept frame is a VideoReadError (from tasks.frames). Returns the manifest.
     """
     if not _KEY.fullmatch(video_key):
         raise ValueError(f"video_key {video_key!r} must be letters, digits, '.', '_' or '-' (it names files)")
@@ -196,12 +242,17 @@ def _write(
 ) -> dict:
     height, width = output_size(info.height, info.width, settings)
     writer = _ShardWriter(tmp, video_key, max(1, int(shard_mb * _MB)))
-    first = last = None
+    cpus = _cpus()
+    segments = plan_segments(info, settings, cpus)
     try:
-        for frame, record in _encoded(iter_frames(video_path, settings), video_key, settings):
-            first = frame.index if first is None else first
-            last = frame.index
-            writer.write(record)
+        with ThreadPoolExecutor(cpus, thread_name_prefix="encode") as pool:
+            if len(segments) > 1 and not _write_segments(video_path, video_key, settings, segments, writer, pool):
+                writer.discard()
+                segments = [Segment()]
+            if len(segments) == 1:
+                with FrameReader(video_path, settings) as reader:
+                    for frame, record in _encoded(reader, video_key, settings, pool):
+                        writer.write(record, frame.index)
     except BaseException:
         writer.abort()
         raise
@@ -216,14 +267,59 @@ def _write(
         "width": width,
         "channels": 3,
         "format": settings.image_format,
-        "first_frame_index": first,
-        "last_frame_index": last,
+        "first_frame_index": writer.first_index,
+        "last_frame_index": writer.last_index,
         "fps": info.fps,
         "shards": [asdict(shard) for shard in writer.shards],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(tmp / MANIFEST, manifest)  # last: a directory with a manifest is complete
     return manifest
+
+
+def _write_segments(
+    video_path: Path, video_key: str, settings: FrameSettings, segments: list[Segment],
+    writer: _ShardWriter, pool: ThreadPoolExecutor,
+) -> bool:  # fmt: skip
+    """Decode `segments` concurrently, one single-threaded capture each, into `writer` in frame
+    order; False (with records written) if a segment did not start where the previous stopped."""
+    stop = threading.Event()  # set on the first error: the other segments end early
+
+    def drain(reader: FrameReader, sink: _ShardWriter | _Spill) -> None:
+        try:
+            for frame, record in _encoded(reader, video_key, settings, pool):
+                if stop.is_set():
+                    return
+                sink.write(record, frame.index)
+        except BaseException:
+            stop.set()
+            raise
+
+    threads = max(1, _cpus() // len(segments))
+    readers: list[FrameReader] = []
+    spills: list[_Spill] = []
+    try:
+        for segment in segments:
+            readers.append(FrameReader(video_path, settings, segment, threads))
+        spills = [_Spill(writer.directory / f".segment-{n}.records") for n in range(1, len(segments))]
+        with ThreadPoolExecutor(len(spills), thread_name_prefix="segment") as decoders:
+            later = [decoders.submit(drain, reader, spill) for reader, spill in zip(readers[1:], spills, strict=True)]
+            try:
+                drain(readers[0], writer)
+            finally:
+                errors = [future.exception() for future in later]
+        if stop.is_set():
+            raise next(error for error in errors if error is not None)
+        if not all(after.continues(before) for before, after in zip(readers, readers[1:])):
+            return False
+        for spill in spills:
+            spill.replay(writer)
+        return True
+    finally:
+        for reader in readers:
+            reader.capture.release()
+        for spill in spills:
+            spill.remove()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from gan import records
 from synthwave.settings import FrameSettings
 from tasks import shards
-from tasks.frames import VideoReadError, iter_frames
+from tasks.frames import FrameReader, Segment, VideoInfo, VideoReadError, iter_frames, plan_segments
 from tasks.shards import load_manifest, verify_manifest, write_video_shards
 
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
@@ -152,3 +152,76 @@ def test_no_kept_frame_is_an_error_not_an_empty_dataset(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="video_key"):
         write_video_shards(clip("milk.mkv"), "../milk", EVERY_FRAME, 1, tmp_path / "out")
+
+
+def without_time(manifest: dict) -> dict:
+    return {key: value for key, value in manifest.items() if key != "created"}
+
+
+def shard_bytes(directory: Path) -> dict[str, bytes]:
+    """Every file but the manifest (whose "created" differs), by name."""
+    return {name: data for name, data in snapshot(directory).items() if name != "manifest.json"}
+
+
+def one_pass(video: Path, settings: FrameSettings, out: Path, monkeypatch) -> dict:
+    with monkeypatch.context() as patch:
+        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [Segment()])
+        return write_video_shards(video, "bottle", settings, 1.0, out)
+
+
+@pytest.mark.parametrize("cpus", [2, 3])
+def test_segments_write_the_shards_of_one_pass_byte_for_byte(tmp_path, monkeypatch, cpus):
+    video, settings = clip("bottle-detection.mp4"), FrameSettings(every=7)  # 1189 frames: 2 segments
+    expected = one_pass(video, settings, tmp_path / "one", monkeypatch)
+    monkeypatch.setattr(shards, "_cpus", lambda: cpus)
+    planned = []
+
+    def plan(*args):
+        planned.append(plan_segments(*args))
+        return planned[-1]
+
+    monkeypatch.setattr(shards, "plan_segments", plan)
+    manifest = write_video_shards(video, "bottle", settings, 1.0, tmp_path / "segments")
+    assert [segment.start for segment in planned[0]] == [0, 594]
+    assert len(manifest["shards"]) >= 3  # 1 MB shards: one spans the boundary between the segments
+    assert without_time(manifest) == without_time(expected)
+    assert shard_bytes(tmp_path / "segments") == shard_bytes(tmp_path / "one")
+    assert leftovers(tmp_path) == []
+
+
+def test_a_segment_that_lands_on_another_frame_is_caught_and_the_video_read_in_one_pass(tmp_path, monkeypatch):
+    """As on a container whose timestamps make OpenCV's seek by frame number inexact."""
+    video, settings = clip("bottle-detection.mp4"), FrameSettings(every=5)
+    expected = one_pass(video, settings, tmp_path / "one", monkeypatch)
+
+    class LandsLate(FrameReader):
+        def __iter__(self):
+            if self.segment.start:  # the seek overshoots by 3 frames and counts them as the planned ones
+                self.segment = Segment(self.segment.start + 3, self.segment.stop)
+            return super().__iter__()
+
+    monkeypatch.setattr(shards, "_cpus", lambda: 2)
+    monkeypatch.setattr(shards, "FrameReader", LandsLate)
+    checks = []
+    def continues(self, before):
+        checks.append(FrameReader.continues(self, before))
+        return checks[-1]
+
+    monkeypatch.setattr(LandsLate, "continues", continues)
+    manifest = write_video_shards(video, "bottle", settings, 1.0, tmp_path / "late")
+    assert checks == [False]
+    assert without_time(manifest) == without_time(expected)
+    assert shard_bytes(tmp_path / "late") == shard_bytes(tmp_path / "one")
+    assert leftovers(tmp_path) == []
+
+
+def test_segments_are_planned_only_for_long_videos_read_by_a_frame_stride():
+    info = VideoInfo(frames=1189, fps=30.0, height=360, width=640)
+    assert plan_segments(info, FrameSettings(every=10), 2) == [Segment(0, 594), Segment(594, None)]
+    assert [s.start for s in plan_segments(VideoInfo(4000, 30.0, 360, 640), FrameSettings(), 16)] == list(range(0, 4000, 400))
+    for settings in (
+        FrameSettings(every_seconds=2), FrameSettings(start_s=1), FrameSettings(end_s=30), FrameSettings(max_frames=9)
+    ):
+        assert plan_segments(info, settings, 2) == [Segment()]
+    assert plan_segments(info, FrameSettings(), 1) == [Segment()]
+    assert plan_segments(VideoInfo(799, 30.0, 360, 640), FrameSettings(), 8) == [Segment()]
