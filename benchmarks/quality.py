@@ -1,29 +1,33 @@
 """Sample quality of the article's training setup against the project's recipe, in one run.
 
-    python -m benchmarks.quality                          # ~8 min on a 2-core CPU (1500 steps, 32x56)
-    python -m benchmarks.quality --steps 2000 --size 96x160 --root /tmp/q
-    python -m benchmarks.quality --recipe loss=bce,augment=   # try a variant of (b)
+    python -m benchmarks.quality                          # ~15 min on a 2-core CPU (3 seeds, 1500 steps, 32x56)
+    python -m benchmarks.quality --seeds 1 --steps 2000 --size 96x160 --root /tmp/q
+    python -m benchmarks.quality --recipe loss=hinge,augment=   # try a variant of (b)
 
-Both runs train on one dataset (the demo's procedural synthwave clips and the sample videos
+Both setups train on one dataset (the demo's procedural synthwave clips and the sample videos
 in shared/videos, ingested by the real ingest flow), at one image size, model size, batch
-and number of steps, and are evaluated the same way: SWD (gan.metrics, x 1e3, per pyramid
-level) between the held-out frames of dataset.json and as many samples of one fixed eval
-noise, from the EMA generator where the run has one.
+and number of steps, once per seed, and are evaluated the same way: SWD (gan.metrics, x 1e3,
+per pyramid level) between the held-out frames of dataset.json and as many samples of the
+run's eval noise, from the EMA generator where the run has one.
   a  the article's final setup: generator Adam lr 1e-3, discriminator lr 1e-4, Dropout 0.5,
-     BCE, no augmentation, no EMA, no spectral normalisation;
+     BCE, no augmentation, no EMA, no spectral normalisation, no minibatch stddev, no R1;
   b  TrainSettings' defaults (the recommended recipe), with --recipe overrides.
-It prints both SWDs, the ratio b/a (target <= 0.7: PASS/MISS) and the wall time, and writes
-the two final sample grids side by side to docs/quality-grids.png.
+One GAN run is one draw from a wide distribution (at 1500 steps two seeds of one setup can
+differ by 1.5x), so each setup runs on --seeds seeds and the ratio is of the mean SWDs
+(target <= 0.7: PASS/MISS). Per seed it prints SWD, MS-SSIM among the samples (the
+held-out frames' own is printed as the reference: far above it is mode collapse) and the
+wall time, and writes seed 0's two final grids side by side to docs/quality-grids.png.
 
 A run directory that already holds a finished run under --root is reused (its history
-gives its SWD), which makes trying recipes for (b) cheap; the default root is a fresh
-temporary directory.
+gives its SWD): its name is a digest of its settings, not of the code, so use a fresh
+--root after changing the code. The default root is a fresh temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +41,7 @@ from flows.ingest import ingest  # noqa: E402
 from gan.data import holdout_images  # noqa: E402
 from gan.index import load_index  # noqa: E402
 from gan.loop import train  # noqa: E402
+from gan.metrics import ms_ssim_diversity  # noqa: E402
 from synthwave.atomic import atomic_open  # noqa: E402
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings  # noqa: E402
 from tasks.demo import render_demo_videos  # noqa: E402
@@ -44,7 +49,12 @@ from tasks.demo import render_demo_videos  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEOS = REPO.parent / "shared" / "videos"
 TARGET = 0.7
-ARTICLE = dict(g_lr=1e-3, d_lr=1e-4, dropout=0.5, loss="bce", augment="", ema_decay=None, spectral_norm=False)
+ARTICLE = dict(
+    g_lr=1e-3, d_lr=1e-4, dropout=0.5, loss="bce", augment="", ema_decay=None, spectral_norm=False,
+    label_smoothing=0.0, minibatch_std=False, r1_gamma=0.0,
+)  # fmt: skip
+KEYS = ("loss", "spectral_norm", "minibatch_std", "r1_gamma", "augment", "ema_decay", "label_smoothing",
+        "g_lr", "d_lr", "dropout", "beta_1", "beta_2")  # fmt: skip
 
 
 def dataset(root: Path, size: tuple[int, int], every: int) -> Path:
@@ -73,9 +83,15 @@ def run(name: str, settings: TrainSettings) -> dict:
     history = pd.read_parquet(final.run.history)
     last = history.dropna(subset=["swd_mean"]).iloc[-1]
     levels = [float(last[c]) for c in history if c.startswith("swd_l") and pd.notna(last[c])]
-    print(f"  {name}: step {int(last.step)}, SWD {last.swd_mean:.2f} (levels {', '.join(f'{v:.2f}' for v in levels)}), "
-          f"MS-SSIM {last.ms_ssim:.3f}, mode collapse {bool(last.mode_collapse)}, {seconds:.0f} s", flush=True)
-    return {"swd": float(last.swd_mean), "levels": levels, "seconds": seconds, "grid": final.run.latest_grid}
+    print(f"  {name} seed {settings.seed}: SWD {last.swd_mean:6.2f} (levels {', '.join(f'{v:.2f}' for v in levels)}), "
+          f"MS-SSIM {last.ms_ssim:.3f}{' (mode collapse)' if last.mode_collapse else ''}, {seconds:.0f} s", flush=True)
+    return {"swd": float(last.swd_mean), "ms_ssim": float(last.ms_ssim), "grid": final.run.latest_grid}
+
+
+def summary(results: list[dict]) -> str:
+    swds = [result["swd"] for result in results]
+    spread = f" (min {min(swds):.2f}, max {max(swds):.2f})" if len(swds) > 1 else ""
+    return f"SWD mean {statistics.mean(swds):7.2f}{spread}, MS-SSIM mean {statistics.mean(r['ms_ssim'] for r in results):.3f}"
 
 
 def side_by_side(grids: dict[str, Path], path: Path) -> Path:
@@ -101,6 +117,7 @@ def main() -> None:
     parser.add_argument("--size", default="32x56", help="HxW of the ingested frames")
     parser.add_argument("--every", type=int, default=1, help="keep every Nth frame of each video")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seeds", type=int, default=3, help="runs of each setup, seeds 0..N-1")
     parser.add_argument("--eval-frames", type=int, default=256, help="most held-out frames (and samples) in the SWD")
     parser.add_argument("--recipe", default="", help="overrides of (b)'s TrainSettings: key=value,...")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality-grids.png")
@@ -111,28 +128,33 @@ def main() -> None:
     start = time.perf_counter()
     data_dir = dataset(root, size, args.every)
     index = load_index(data_dir)
-    held = len(holdout_images(index.shards, index.holdout, args.eval_frames))
-    print(f"dataset: {index.frames} frames of {index.shape} in {data_dir}; SWD on {held} held-out", flush=True)
+    held = holdout_images(index.shards, index.holdout, args.eval_frames)
+    print(f"dataset: {index.frames} frames of {index.shape} in {data_dir}; SWD on {len(held)} held-out, "
+          f"whose own MS-SSIM is {ms_ssim_diversity(held):.3f}", flush=True)
     common = dict(
         data_dir=data_dir, steps=args.steps, batch_size=args.batch_size, g_filters=128, d_filters=32,
         eval_every=max(1, args.steps // 4), eval_frames=args.eval_frames, sample_every=args.steps,
         checkpoint_every=args.steps, shuffle_buffer=1024, jit_compile="off",
     )  # fmt: skip
     recipe = parse_recipe(args.recipe)
-    article = TrainSettings(**common, **ARTICLE, run_dir=root / "run-article")
-    candidate = TrainSettings(**common, **recipe, run_dir=root / "run-recipe")
-    candidate = candidate.model_copy(update={"run_dir": root / f"run-recipe-{candidate.digest()}"})
-    keys = ("loss", "spectral_norm", "augment", "ema_decay", "g_lr", "d_lr", "dropout", "beta_1", "beta_2")
-    print("(b) recipe: " + ", ".join(f"{key}={getattr(candidate, key)}" for key in keys), flush=True)
-    results = {"a (article)": run("a (article)", article), "b (recipe)": run("b (recipe)", candidate)}
+    setups = {"a (article)": {**common, **ARTICLE}, "b (recipe)": {**common, **recipe}}
+    print("(b) recipe: " + ", ".join(f"{key}={getattr(TrainSettings(**setups['b (recipe)']), key)}" for key in KEYS))
+    results: dict[str, list[dict]] = {name: [] for name in setups}
+    for seed in range(args.seeds):
+        for name, values in setups.items():
+            settings = TrainSettings(**values, seed=seed)
+            tag = "article" if name.startswith("a") else "recipe"
+            settings = settings.model_copy(update={"run_dir": root / f"run-{tag}-{settings.digest()}"})
+            results[name].append(run(name, settings))
 
-    a, b = results["a (article)"], results["b (recipe)"]
-    ratio = b["swd"] / a["swd"]
-    print(f"\nSWD x1e3 on {held} held-out frames, {args.steps} steps, {index.shape[0]}x{index.shape[1]}, batch {args.batch_size}:")
-    for name, result in results.items():
-        print(f"  {name:12s} mean {result['swd']:8.2f}   levels {'  '.join(f'{v:7.2f}' for v in result['levels'])}")
-    print(f"  ratio b/a    {ratio:.3f}  (target <= {TARGET}: {'PASS' if ratio <= TARGET else 'MISS'})")
-    labels = {f"{name}: SWD {result['swd']:.1f}": result["grid"] for name, result in results.items()}
+    mean = {name: statistics.mean(r["swd"] for r in runs) for name, runs in results.items()}
+    ratio = mean["b (recipe)"] / mean["a (article)"]
+    print(f"\nSWD x1e3 on {len(held)} held-out frames, {args.steps} steps, {index.shape[0]}x{index.shape[1]}, "
+          f"batch {args.batch_size}, {args.seeds} seed(s):")
+    for name, runs in results.items():
+        print(f"  {name:12s} {summary(runs)}")
+    print(f"  ratio of means b/a  {ratio:.3f}  (target <= {TARGET}: {'PASS' if ratio <= TARGET else 'MISS'})")
+    labels = {f"{name}, seed 0: SWD {runs[0]['swd']:.1f}": runs[0]["grid"] for name, runs in results.items()}
     print(f"grids: {side_by_side(labels, args.out)}")
     print(f"wall time: {time.perf_counter() - start:.0f} s (root {root})")
 
