@@ -28,9 +28,6 @@ from pathlib import Path
 if "PREFECT_HOME" not in os.environ:  # before Prefect is imported: a private home, removed at exit
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="synthwave-bench-prefect-")
     atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")  # a loaded machine
 
 from flows.ingest import ingest  # noqa: E402
 from synthwave.settings import FrameSettings, IngestSettings  # noqa: E402

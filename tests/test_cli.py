@@ -79,16 +79,17 @@ def test_ingest_exit_status_and_one_line_per_failed_source(prefect_server, sampl
     assert (tmp_path / "data" / "dataset.json").is_file()
 
 
-def test_prefect_sends_no_telemetry_unless_the_environment_asks():
+def test_prefect_sends_no_telemetry_and_waits_for_its_first_server_unless_the_environment_says():
     """The console script and `python -m benchmarks...` run without ./dev's exports too."""
     probe = (
-        "import flows.ingest, os; from prefect.settings import get_current_settings; "
-        "print(get_current_settings().server.analytics_enabled, os.environ['DO_NOT_TRACK'])"
+        "import flows.ingest, os; from prefect.settings import get_current_settings as s; "
+        "print(s().server.analytics_enabled, os.environ['DO_NOT_TRACK'], s().server.ephemeral.startup_timeout_seconds)"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    ours = ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert run.stdout.split() == ["False", "1"]
-    # A user who wants it on keeps it on.
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "true"
+    assert run.stdout.split() == ["False", "1", "180"]
+    # A user who says otherwise is obeyed.
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="true", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="30")
     run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert run.stdout.split()[0] == "True"
+    assert run.stdout.split() == ["True", "1", "30"]
