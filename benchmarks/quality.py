@@ -10,7 +10,7 @@ and number of steps, once per seed, and are evaluated the same way: SWD (gan.met
 per pyramid level) between the held-out frames of dataset.json and as many samples of the
 run's eval noise, from the EMA generator where the run has one.
   a  the article's final setup: generator Adam lr 1e-3, discriminator lr 1e-4, Dropout 0.5,
-     BCE, no augmentation, no EMA, no spectral normalisation, no minibatch stddev, no R1;
+     BCE, constant lrs, no augmentation, EMA, spectral normalisation, minibatch stddev or R1;
   b  TrainSettings' defaults (the recommended recipe), with --recipe overrides.
 One GAN run is one draw from a wide distribution (at 1500 steps two seeds of one setup can
 differ by 1.5x), so each setup runs on --seeds seeds and the ratio is of the mean SWDs
@@ -51,10 +51,10 @@ SAMPLE_VIDEOS = REPO.parent / "shared" / "videos"
 TARGET = 0.7
 ARTICLE = dict(
     g_lr=1e-3, d_lr=1e-4, dropout=0.5, loss="bce", augment="", ema_decay=None, spectral_norm=False,
-    label_smoothing=0.0, minibatch_std=False, r1_gamma=0.0,
+    label_smoothing=0.0, minibatch_std=False, r1_gamma=0.0, lr_decay=0.0,
 )  # fmt: skip
 KEYS = ("loss", "spectral_norm", "minibatch_std", "r1_gamma", "augment", "ema_decay", "label_smoothing",
-        "g_lr", "d_lr", "dropout", "beta_1", "beta_2")  # fmt: skip
+        "g_lr", "d_lr", "lr_decay", "dropout", "beta_1", "beta_2")  # fmt: skip
 
 
 def dataset(root: Path, size: tuple[int, int], every: int) -> Path:

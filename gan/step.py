@@ -29,7 +29,7 @@ Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for 
 `augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
 augmented fakes; `minibatch_std` (gan/models.py); `r1_gamma`, the R1 penalty, computed
 on D's (augmented) real inputs in the same pass that gives their logits and added to
-d_loss, so the history's d_loss includes it. Augmentations draw from their own `tf.random.Generator`, in the
+d_loss, so the history's d_loss includes it; `lr_decay` (LinearDecay) for both optimisers. Augmentations draw from their own `tf.random.Generator`, in the
 checkpoint like the noise's.
 
 Several devices (`devices`, gan/distribute.py): models, optimisers, EMA and step counter
@@ -106,6 +106,22 @@ def gan_losses(
     return d_loss, _bce(1.0, fake_logits, global_batch)  # non-saturating: G maximises log D(G(z))
 
 
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """`lr` until optimiser step `start`, then falling linearly to 0 at step `end`: the last
+    updates shrink, so the final weights settle instead of stopping mid-oscillation. Keyed on
+    the optimiser's own step count, which the checkpoint holds, so a resume continues it."""
+
+    def __init__(self, lr: float, start: int, end: int):
+        self.lr, self.start, self.end = lr, start, end
+
+    def __call__(self, step: tf.Tensor) -> tf.Tensor:
+        left = (self.end - tf.cast(step, tf.float32)) / max(1, self.end - self.start)
+        return self.lr * tf.clip_by_value(left, 0.0, 1.0)
+
+    def get_config(self) -> dict:
+        return {"lr": self.lr, "start": self.start, "end": self.end}
+
+
 class DCGAN:
     """Generator, discriminator, their optimisers, an optional EMA generator and the step counter."""
 
@@ -153,6 +169,8 @@ class DCGAN:
 
     def _optimizer(self, lr: float, model: keras.Model) -> keras.optimizers.Optimizer:
         s = self.settings
+        if s.lr_decay:
+            lr = LinearDecay(lr, start=round(s.steps * (1 - s.lr_decay)), end=s.steps)
         optimizer = keras.optimizers.Adam(lr, beta_1=s.beta_1, beta_2=s.beta_2)
         if self.dtype_policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

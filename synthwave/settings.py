@@ -203,6 +203,9 @@ class TrainSettings(Strict):
     beta_1: float = Field(0.5, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Real targets become 1 - this")
+    lr_decay: float = Field(
+        0.0, ge=0, le=1, description="Last fraction of the steps over which both lrs fall linearly to 0; 0: constant"
+    )
     ema_decay: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
         0.99, gt=0, lt=1, description="EMA of generator weights for samples, SWD and walks; none: off"
     )
