@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -192,9 +192,10 @@ class TrainSettings(Strict):
     g_filters: int = Field(256, gt=0, description="Channels of the generator's first block")
     d_filters: int = Field(64, gt=0, description="Channels of the discriminator's first block")
     max_blocks: int = Field(4, ge=1, le=6, description="Most up/down-sampling blocks")
-    # Defaults: the article's final settings (G lr 1e-3, D lr 1e-4, Dropout 0.5) plus a generator
-    # EMA of 0.99, the best SWD measured by benchmarks/quality.py (README, "Quality results"); the
-    # DCGAN paper's 2e-4 for both nets measured 1.5x worse there.
+    # Defaults: the article's final settings (G lr 1e-3, D lr 1e-4, Dropout 0.5) plus one-sided
+    # label smoothing 0.1 (Salimans et al. 2016), lrs decaying to 0 over the last half and a
+    # generator EMA of 0.99: the best SWD measured by benchmarks/quality.py (README, "Quality
+    # results"); the DCGAN paper's 2e-4 for both nets measured 1.5x worse there.
     dropout: float = Field(0.5, ge=0, lt=1)
     g_lr: float = Field(1e-3, gt=0, description="Generator's Adam lr (the article's)")
     d_lr: float = Field(
@@ -202,14 +203,16 @@ class TrainSettings(Strict):
     )
     beta_1: float = Field(0.5, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Real targets become 1 - this")
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=0.5, description="Real targets become 1 - this (loss bce; 0 by default with hinge)"
+    )
     lr_decay: float = Field(
-        0.0, ge=0, le=1, description="Last fraction of the steps over which both lrs fall linearly to 0; 0: constant"
+        0.5, ge=0, le=1, description="Last fraction of the steps over which both lrs fall linearly to 0; 0: constant"
     )
     ema_decay: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
         0.99, gt=0, lt=1, description="EMA of generator weights for samples, SWD and walks; none: off"
     )
-    # The recipe beyond the article (issue #7), off: none beat the defaults in benchmarks/quality.py.
+    # More of the recipe (issue #7), off: none beat the defaults in benchmarks/quality.py.
     loss: Literal["bce", "hinge"] = Field("bce", description="bce: the article's; hinge: as in SN-GAN/BigGAN")
     spectral_norm: bool = Field(False, description="Spectral normalisation of D's conv and dense kernels")
     minibatch_std: bool = Field(
@@ -230,6 +233,14 @@ class TrainSettings(Strict):
         if unknown or len(set(names)) != len(names):
             raise ValueError(f"augment {augment!r}: give distinct policies from color,translation,cutout, or ''")
         return ",".join(names)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_default_smoothing_with_hinge(cls, data: Any) -> Any:
+        # The default smoothing is of BCE's real targets; hinge has no targets to smooth.
+        if isinstance(data, dict) and data.get("loss") == "hinge":
+            return {"label_smoothing": 0.0, **data}
+        return data
 
     @model_validator(mode="after")
     def _smoothing_needs_bce(self) -> TrainSettings:

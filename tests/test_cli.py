@@ -25,6 +25,17 @@ def test_flags_map_onto_nested_settings():
     assert train_settings(build_parser().parse_args(["train", "--steps", "7"])).steps == 7
 
 
+def test_label_smoothing_defaults_to_bce_only_and_hinge_refuses_it_when_asked(capsys):
+    def parsed(*flags: str):
+        return train_settings(build_parser().parse_args(["train", *flags]))
+
+    assert (parsed().loss, parsed().label_smoothing) == ("bce", 0.1)
+    assert parsed("--loss", "hinge").label_smoothing == 0.0
+    assert parsed("--loss", "hinge", "--label-smoothing", "0").label_smoothing == 0.0
+    assert main(["train", "--loss", "hinge", "--label-smoothing", "0.2"]) == 2
+    assert "label_smoothing applies to loss bce only" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
