@@ -29,7 +29,7 @@ Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for 
 `augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
 augmented fakes; `minibatch_std` (gan/models.py); `r1_gamma`, the R1 penalty, computed
 on D's (augmented) real inputs in the same pass that gives their logits and added to
-d_loss, so the history's d_loss includes it; `lr_decay` (LinearDecay) for both optimisers. Augmentations draw from their own `tf.random.Generator`, in the
+d_loss, so the history's d_loss includes it; `lr_decay` for both optimisers. Augmentations draw from their own `tf.random.Generator`, in the
 checkpoint like the noise's.
 
 Several devices (`devices`, gan/distribute.py): models, optimisers, EMA and step counter
@@ -106,22 +106,6 @@ def gan_losses(
     return d_loss, _bce(1.0, fake_logits, global_batch)  # non-saturating: G maximises log D(G(z))
 
 
-class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """`lr` until optimiser step `start`, then falling linearly to 0 at step `end`: the last
-    updates shrink, so the final weights settle instead of stopping mid-oscillation. Keyed on
-    the optimiser's own step count, which the checkpoint holds, so a resume continues it."""
-
-    def __init__(self, lr: float, start: int, end: int):
-        self.lr, self.start, self.end = lr, start, end
-
-    def __call__(self, step: tf.Tensor) -> tf.Tensor:
-        left = (self.end - tf.cast(step, tf.float32)) / max(1, self.end - self.start)
-        return self.lr * tf.clip_by_value(left, 0.0, 1.0)
-
-    def get_config(self) -> dict:
-        return {"lr": self.lr, "start": self.start, "end": self.end}
-
-
 class DCGAN:
     """Generator, discriminator, their optimisers, an optional EMA generator and the step counter."""
 
@@ -169,8 +153,6 @@ class DCGAN:
 
     def _optimizer(self, lr: float, model: keras.Model) -> keras.optimizers.Optimizer:
         s = self.settings
-        if s.lr_decay:
-            lr = LinearDecay(lr, start=round(s.steps * (1 - s.lr_decay)), end=s.steps)
         optimizer = keras.optimizers.Adam(lr, beta_1=s.beta_1, beta_2=s.beta_2)
         if self.dtype_policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -182,6 +164,8 @@ class DCGAN:
         """One update of D and G on a global batch of real images in [-1, 1]."""
         batch = tf.shape(real)[0]
         noise = self.noise_rng.normal([batch, self.settings.latent_dim])
+        if self.settings.lr_decay:
+            self._decay_learning_rates()
         if self.strategy is None:
             metrics = self._replica_step(real, noise, batch, self.augment_rng, self.augment_rng)
         else:
@@ -196,6 +180,17 @@ class DCGAN:
             metrics = {name: self.strategy.reduce(total, value, axis=None) for name, value in per_replica.items()}
         self.step.assign_add(1)
         return metrics
+
+    def _decay_learning_rates(self) -> None:
+        """Both rates fall linearly to 0 over the last `lr_decay` of the steps, so the final
+        weights settle instead of stopping mid-oscillation. Assigned to the optimisers' own
+        rate variables, from the checkpointed step: a checkpoint holds the same variables with
+        or without decay, and a resume continues the schedule."""
+        s = self.settings
+        decay_steps = max(1, round(s.steps * s.lr_decay))
+        left = tf.clip_by_value((s.steps - tf.cast(self.step, tf.float32)) / decay_steps, 0.0, 1.0)
+        self.g_optimizer.learning_rate = s.g_lr * left
+        self.d_optimizer.learning_rate = s.d_lr * left
 
     def _record_augment(self, images: tf.Tensor) -> list[tf.Tensor]:
         recorder = Recorder(self.augment_rng)
