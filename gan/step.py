@@ -29,8 +29,8 @@ Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for 
 `augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
 augmented fakes; `minibatch_std` (gan/models.py); `r1_gamma`, the R1 penalty, computed
 on D's (augmented) real inputs in the same pass that gives their logits and added to
-d_loss, so the history's d_loss includes it; `lr_decay` for both optimisers. Augmentations draw from their own `tf.random.Generator`, in the
-checkpoint like the noise's.
+d_loss, so the history's d_loss includes it; `lr_decay` for both optimisers.
+Augmentations draw from their own `tf.random.Generator`, in the checkpoint like the noise's.
 
 Several devices (`devices`, gan/distribute.py): models, optimisers, EMA and step counter
 are built under a `MirroredStrategy`, so their variables are `MirroredVariable`s, which

@@ -173,10 +173,10 @@ def test_lr_decay_falls_linearly_to_zero_at_the_last_step_and_resumes_where_it_w
         rates.append((float(gan.g_optimizer.learning_rate), float(gan.d_optimizer.learning_rate)))
     np.testing.assert_allclose(rates, [(1e-3, 1e-4), (1e-3, 1e-4), (1e-3, 1e-4), (5e-4, 5e-5)], rtol=1e-6)
     # A checkpoint has the same variables with or without decay: runs switch either way.
-    resumed = make(steps=4, lr_decay=0.0, seed=9)
-    resumed.checkpoint().restore(gan.checkpoint().save(str(tmp_path / "ckpt"))).assert_consumed()
+    path = gan.checkpoint().save(str(tmp_path / "ckpt"))
+    make(steps=4, lr_decay=0.0, seed=9).checkpoint().restore(path).assert_consumed()
     resumed = make(steps=4, lr_decay=0.5, seed=9)
-    resumed.checkpoint().restore(gan.checkpoint().save(str(tmp_path / "ckpt"))).assert_consumed()
+    resumed.checkpoint().restore(path).assert_consumed()
     # Past the last step the rate is 0: another update changes no weight, in either copy.
     for model in (gan, resumed):
         g_before, d_before = values(model.generator.trainable_variables), values(model.discriminator.trainable_variables)
