@@ -3,6 +3,7 @@
     python -m benchmarks.quality                          # ~65 min on a 2-core CPU (3 seeds, 5000 steps, 32x56)
     python -m benchmarks.quality --seeds 2 --steps 1500 --root /tmp/q   # a quicker look, ~13 min
     python -m benchmarks.quality --recipe loss=hinge,augment=   # try a variant of (b)
+    python -m benchmarks.quality --root /tmp/q --first-seed 3 --seeds 2   # two more seeds
 
 Both setups train on one dataset (the demo's procedural synthwave clips and the sample videos
 in shared/videos, ingested by the real ingest flow), at one image size, model size, batch
@@ -117,7 +118,8 @@ def main() -> None:
     parser.add_argument("--size", default="32x56", help="HxW of the ingested frames")
     parser.add_argument("--every", type=int, default=1, help="keep every Nth frame of each video")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seeds", type=int, default=3, help="runs of each setup, seeds 0..N-1")
+    parser.add_argument("--seeds", type=int, default=3, help="runs of each setup, seeds F..F+N-1")
+    parser.add_argument("--first-seed", type=int, default=0, help="F above: add seeds to an earlier run's")
     parser.add_argument("--eval-frames", type=int, default=256, help="most held-out frames (and samples) in the SWD")
     parser.add_argument("--recipe", default="", help="overrides of (b)'s TrainSettings: key=value,...")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality-grids.png")
@@ -140,7 +142,7 @@ def main() -> None:
     setups = {"a (article)": {**common, **ARTICLE}, "b (recipe)": {**common, **recipe}}
     print("(b) recipe: " + ", ".join(f"{key}={getattr(TrainSettings(**setups['b (recipe)']), key)}" for key in KEYS))
     results: dict[str, list[dict]] = {name: [] for name in setups}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, values in setups.items():
             settings = TrainSettings(**values, seed=seed)
             tag = "article" if name.startswith("a") else "recipe"
@@ -154,7 +156,7 @@ def main() -> None:
     for name, runs in results.items():
         print(f"  {name:12s} {summary(runs)}")
     print(f"  ratio of means b/a  {ratio:.3f}  (target <= {TARGET}: {'PASS' if ratio <= TARGET else 'MISS'})")
-    labels = {f"{name}, seed 0: SWD {runs[0]['swd']:.1f}": runs[0]["grid"] for name, runs in results.items()}
+    labels = {f"{name}, seed {args.first_seed}: SWD {runs[0]['swd']:.1f}": runs[0]["grid"] for name, runs in results.items()}
     print(f"grids: {side_by_side(labels, args.out)}")
     print(f"wall time: {time.perf_counter() - start:.0f} s (root {root})")
 
