@@ -11,7 +11,8 @@ one fixed batch, so only the step differs:
   tutorial  the same under @tf.function, as in tensorflow.org/tutorials/generative/dcgan;
   project   gan.step.DCGAN.train_step with default TrainSettings (bfloat16 on CPUs
             that compute it natively) and gan.models.Dropout, which draws the same
-            Bernoulli masks at about half of Keras' cost.
+            Bernoulli masks at about half of Keras' cost (in bfloat16), and in float32
+            D's input gradients by phases (gan/phases.py).
 The machine is shared and has few cores, so each step is traced first, the steps are
 timed in interleaved rounds (A B C A B C ...) and the median round is reported, as
 images per wall second (what the targets are set on) and per CPU second of this process
@@ -160,6 +161,14 @@ class FusedBNDCGAN(DCGAN):
         self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
 
 
+class NoPhasesDCGAN(DCGAN):
+    """The project's step with TensorFlow's own input gradient in D's convolutions (gan/phases.py off)."""
+
+    def _build(self) -> None:
+        self.phase_gradients = False
+        super()._build()
+
+
 @dataclass
 class Variant:
     name: str
@@ -268,6 +277,7 @@ def main() -> None:
         xla = DCGAN(settings(mixed_precision="off", jit_compile="on"), shape)
         extra = [
             (f32, project),
+            (variant("project, float32 without phase gradients", NoPhasesDCGAN(settings(mixed_precision="off"), shape)), f32),
             (variant("project, D on concat([real, fake])", ConcatDCGAN(settings(), shape)), project),
             (variant("project, keras.layers.Dropout in D", KerasDropoutDCGAN(settings(), shape)), project),
             (variant("project, float32 + fused BatchNorm in G", fused), f32),

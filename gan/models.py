@@ -29,6 +29,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from gan.phases import PhaseConv2D
+
 MIN_BASE = 2  # below a 2x2 base the first block has nothing spatial to learn
 
 
@@ -146,8 +148,12 @@ def build_discriminator(
     dtype: str | None = None,
     spectral_norm: bool = False,
     minibatch_std: bool = False,
+    phase_gradients: bool = False,
 ) -> keras.Model:
-    """Images (B, H, W, C) in [-1, 1] -> one real/fake logit (B, 1), float32."""
+    """Images (B, H, W, C) in [-1, 1] -> one real/fake logit (B, 1), float32.
+
+    `phase_gradients`: the convolutions compute their input gradients by phases (gan/phases.py)."""
+    conv = PhaseConv2D if phase_gradients else layers.Conv2D
     blocks, _, _ = upsampling_plan(image_shape[0], image_shape[1], max_blocks)
 
     def normed(layer: layers.Layer) -> layers.Layer:
@@ -156,7 +162,7 @@ def build_discriminator(
     images = keras.Input(image_shape, name="image")
     x = images
     for block in range(blocks):
-        x = normed(layers.Conv2D(
+        x = normed(conv(
             filters << block, 4, strides=2, padding="same", kernel_initializer=_init(seed, block), dtype=dtype
         ))(x)  # fmt: skip
         x = layers.LeakyReLU(0.2, dtype=dtype)(x)
