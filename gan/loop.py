@@ -110,7 +110,14 @@ def build(settings: TrainSettings, image_shape: tuple[int, int, int]) -> tuple[D
         gan.checkpoint(), str(RunDir(settings.run_dir).checkpoints), max_to_keep=settings.keep_checkpoints
     )
     if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        try:
+            manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except Exception as error:  # shapes, missing objects, damaged files: each raises its own type
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise RunDirError(
+                f"checkpoint {manager.latest_checkpoint} does not restore into this model ({reason}): it was "
+                "written by another version of synthwave or is damaged; use that version or another --run-dir"
+            ) from error
     return gan, manager
 
 

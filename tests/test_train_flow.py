@@ -162,6 +162,28 @@ def test_clear_errors(data_dir, tmp_path):
         load_index(mixed)
 
 
+def test_a_checkpoint_that_does_not_restore_is_one_clear_error(data_dir, tmp_path):
+    """A run dir whose checkpoint no longer fits the model (another version wrote it) or is
+    damaged: one line naming the checkpoint and what to do, and the files stay as they were."""
+    index = load_index(data_dir)
+    settings = tiny(data_dir, tmp_path / "run", steps=3)
+    train_loop(settings, index.shards, index.shape, index.frames)
+    latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    files = {path: path.read_bytes() for path in (tmp_path / "run" / "checkpoints").iterdir()}
+    other = DCGAN(settings.model_copy(update={"g_filters": 64}), index.shape)  # G's kernels of another shape
+    other.checkpoint().write(latest)
+    more = settings.model_copy(update={"steps": 4})
+    with pytest.raises(RunDirError, match=r"^checkpoint .*ckpt-\d+ does not restore into this model .*another --run-dir$"):
+        train_loop(more, index.shards, index.shape, index.frames)
+    for path, content in files.items():
+        path.write_bytes(content)
+    data = next(path for path in files if ".data-" in path.name and path.name.startswith(Path(latest).name))
+    data.write_bytes(files[data][: len(files[data]) // 2])  # a damaged file
+    with pytest.raises(RunDirError, match="does not restore into this model"):
+        train_loop(more, index.shards, index.shape, index.frames)
+    assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == sorted(files)  # nothing removed or added
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     """Fault injection: a discriminator weight turns NaN after step 4, as a diverging run would."""
     class Diverging(DCGAN):
