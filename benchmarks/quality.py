@@ -15,10 +15,11 @@ run's eval noise, from the EMA generator where the run has one.
   b  TrainSettings' defaults (the recommended recipe), with --recipe overrides.
 One GAN run is one draw from a wide distribution (at 5000 steps five seeds of the
 article's setup gave 60.7 to 89.6; three seeds of the two setups gave a ratio of 0.709,
-five 0.756), so each setup runs on --seeds seeds and the
-ratio is of the mean SWDs (target <= 0.7: PASS/MISS). Per seed it prints SWD, MS-SSIM
-among the samples (the held-out frames' own is printed as the reference: far above it is
-mode collapse) and the wall time, and writes seed 0's two final grids side by side to docs/quality-grids.png.
+five 0.756), so each setup runs on --seeds seeds and the ratio is of the mean SWDs
+(target <= 0.7: PASS/MISS). Per seed it prints SWD, MS-SSIM among the samples (the
+held-out frames' own is printed as the reference: far above it is mode collapse) and the
+wall time, and writes the first seed's two final grids side by side to --out
+(docs/quality-grids.png).
 
 A run directory that already holds a finished run under --root is reused (its history
 gives its SWD): its name is a digest of its settings, not of the code, so use a fresh

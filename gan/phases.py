@@ -74,7 +74,10 @@ class PhaseConv2D(layers.Conv2D):
 
     def build(self, input_shape):
         if self.kernel_size != (4, 4) or self.strides != (2, 2) or self.padding != "same":
-            raise ValueError(f"PhaseConv2D is for 4x4 stride-2 'same' kernels, not {self.kernel_size}/{self.strides}")
+            raise ValueError(
+                f"PhaseConv2D is for 4x4 stride-2 'same' kernels, not {self.kernel_size} stride "
+                f"{self.strides} {self.padding!r}"
+            )
         super().build(input_shape)
 
     def convolution_op(self, inputs, kernel):
