@@ -7,12 +7,19 @@
 All steps train the same models (gan.models, 96x160, batch 64, latent 100, one seed) on
 one fixed batch, so only the step differs:
   article   eager (no tf.function), two tapes, D called on real and on fake, float32,
-            keras.layers.Dropout in D as the article wrote it;
+            Keras' Dropout and BatchNormalization layers as the article wrote it;
   tutorial  the same under @tf.function, as in tensorflow.org/tutorials/generative/dcgan;
   project   gan.step.DCGAN.train_step with default TrainSettings (bfloat16 on CPUs
-            that compute it natively) and gan.models.Dropout, which draws the same
-            Bernoulli masks at about half of Keras' cost (in bfloat16), and in float32
-            D's input gradients by phases (gan/phases.py).
+            that compute it natively), gan.models.Dropout, which draws the same
+            Bernoulli masks at about half of Keras' cost (in bfloat16), and
+            gan.models.BatchNormalization, Keras' layer on TensorFlow's fused kernel.
+Kernels are process-wide and chosen before TensorFlow loads. This process has the
+project's (importing gan turns on oneDNN's, gan/__init__.py); a second process, with
+TF_ENABLE_ONEDNN_OPTS empty, has TensorFlow's own choice for this CPU (oneDNN only on
+AVX512-VNNI/BF16 or AMX CPUs): the kernels the article's and the tutorial's code get when
+run as written. Both tables are printed; the targets are read on the steps as each ships
+(the project in this process against the other two in the second), and the ratios within
+each process show what the kernels give each step.
 The machine is shared and has few cores, so each step is traced first, the steps are
 timed in interleaved rounds (A B C A B C ...) and the median round is reported, as
 images per wall second (what the targets are set on) and per CPU second of this process
@@ -35,10 +42,12 @@ from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gan  # noqa: E402,F401  (first: it chooses TensorFlow's kernels)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
-from gan.models import Dropout, build_discriminator, build_generator  # noqa: E402
+from gan.models import BatchNormalization, Dropout, build_discriminator, build_generator  # noqa: E402
 from gan.step import DCGAN, _bce, native_bfloat16  # noqa: E402
 from synthwave.settings import TrainSettings  # noqa: E402
 
@@ -53,22 +62,25 @@ def settings(**overrides: object) -> TrainSettings:
     return TrainSettings(**{"batch_size": BATCH, "latent_dim": 100, "ema_decay": None, **overrides})
 
 
-def with_keras_dropout(discriminator: keras.Model) -> keras.Model:
-    """D as the article and the tutorial write it: keras.layers.Dropout, not gan.models.Dropout."""
+def as_written(model: keras.Model) -> keras.Model:
+    """The model with Keras' own layers where gan.models has faster ones (Dropout, BatchNormalization),
+    as the article and the tutorial write them."""
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, Dropout):
             return keras.layers.Dropout(layer.rate, dtype=layer.dtype_policy)
+        if isinstance(layer, BatchNormalization):
+            return keras.layers.BatchNormalization.from_config(layer.get_config())
         return layer.__class__.from_config(layer.get_config())
 
-    return keras.models.clone_model(discriminator, clone_function=clone)
+    return keras.models.clone_model(model, clone_function=clone)
 
 
 def two_tape_step(shape: Shape) -> Step:
     """The tutorial's train_step on the project's models: two tapes, D called twice, float32."""
     s = settings()
-    generator = build_generator(shape, s.latent_dim, s.g_filters, s.max_blocks, seed=s.seed)
-    discriminator = with_keras_dropout(build_discriminator(shape, s.d_filters, s.max_blocks, s.dropout, seed=s.seed + 1))
+    generator = as_written(build_generator(shape, s.latent_dim, s.g_filters, s.max_blocks, seed=s.seed))
+    discriminator = as_written(build_discriminator(shape, s.d_filters, s.max_blocks, s.dropout, seed=s.seed + 1))
     g_opt = keras.optimizers.Adam(s.g_lr, beta_1=s.beta_1, beta_2=s.beta_2)
     d_opt = keras.optimizers.Adam(s.d_lr, beta_1=s.beta_1, beta_2=s.beta_2)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -112,61 +124,17 @@ class KerasDropoutDCGAN(DCGAN):
 
     def __init__(self, settings: TrainSettings, image_shape: Shape) -> None:
         super().__init__(settings, image_shape)
-        self.discriminator = with_keras_dropout(self.discriminator)
+        self.discriminator = as_written(self.discriminator)
         self.d_optimizer = self._optimizer(settings.d_lr, self.discriminator)
 
 
-class FusedBatchNorm(keras.layers.Layer):
-    """BatchNormalization as one FusedBatchNormV3 op (Keras 3 composes it from moments and arithmetic)."""
-
-    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.momentum, self.epsilon = momentum, epsilon
-
-    def build(self, shape: tuple[int | None, ...]) -> None:
-        channels = (shape[-1],)
-        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
-        self.moving_mean = self.add_weight(shape=channels, initializer="zeros", trainable=False, name="moving_mean")
-        self.moving_variance = self.add_weight(shape=channels, initializer="ones", trainable=False, name="moving_var")
-
-    def call(self, x: tf.Tensor, training: bool = False, mask: None = None) -> tf.Tensor:
-        x4 = x if x.shape.rank == 4 else x[:, None, None, :]  # the op wants NHWC
-        if training:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x4, self.gamma, self.beta, epsilon=self.epsilon, is_training=True
-            )
-            self.moving_mean.assign(self.momentum * self.moving_mean + (1 - self.momentum) * mean)
-            self.moving_variance.assign(self.momentum * self.moving_variance + (1 - self.momentum) * variance)
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x4, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon, is_training=False
-            )
-        return y if x.shape.rank == 4 else y[:, 0, 0, :]
-
-
-class FusedBNDCGAN(DCGAN):
-    """The project's step with the generator's BatchNorm fused; float32 only, as Keras hands the
-    layer its variables autocast to bfloat16, which FusedBatchNormV3 refuses for the statistics."""
+class KerasBatchNormDCGAN(DCGAN):
+    """The project's step with keras.layers.BatchNormalization in G, as the other two steps have."""
 
     def __init__(self, settings: TrainSettings, image_shape: Shape) -> None:
         super().__init__(settings, image_shape)
-
-        def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                return FusedBatchNorm()
-            return layer.__class__.from_config(layer.get_config())
-
-        self.generator = keras.models.clone_model(self.generator, clone_function=swap)
+        self.generator = as_written(self.generator)
         self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
-
-
-class NoPhasesDCGAN(DCGAN):
-    """The project's step with TensorFlow's own input gradient in D's convolutions (gan/phases.py off)."""
-
-    def _build(self) -> None:
-        self.phase_gradients = False
-        super()._build()
 
 
 @dataclass
@@ -238,6 +206,22 @@ def data_rate(pattern: str, batches: int) -> float:
     return batches * BATCH / (time.perf_counter() - start)
 
 
+def stock_rows(args: argparse.Namespace) -> tuple[str, list[tuple[str, float, float]]]:
+    """The three steps, interleaved, in a process with TensorFlow's own kernels for this CPU:
+    TF_ENABLE_ONEDNN_OPTS empty leaves TensorFlow its default and gan/__init__.py its setdefault."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train", "--three-only", "--size", args.size, "--rounds", str(args.rounds),
+         "--steps", str(args.steps)],
+        check=True, capture_output=True, text=True, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": ""},
+    )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["kernels"], [tuple(row) for row in result["rows"]]
+
+
+def kernels() -> str:
+    return "oneDNN" if _pywrap_util_port.IsMklEnabled() else "TensorFlow's own (no oneDNN)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="96x160", help="image HxW (default 96x160)")
@@ -247,6 +231,7 @@ def main() -> None:
     parser.add_argument("--shards", metavar="GLOB", help="also time gan.data.image_dataset on these shards")
     parser.add_argument("--threads", metavar="INTER,INTRA", help="TF thread pools (0: TF's default)")
     parser.add_argument("--project-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--three-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     height, width = (int(n) for n in args.size.lower().split("x"))
     shape = (height, width, 3)
@@ -255,8 +240,8 @@ def main() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
         tf.config.threading.set_intra_op_parallelism_threads(intra)
 
-    gan = DCGAN(settings(), shape)
-    project = Variant(f"project: DCGAN.train_step ({gan.dtype_policy or 'float32'})", gan.train_step, args.steps)
+    model = DCGAN(settings(), shape)
+    project = Variant(f"project: DCGAN.train_step ({model.dtype_policy or 'float32'})", model.train_step, args.steps)
     if args.project_only:
         measure([project], shape, args.rounds)
         print(json.dumps({"per_s": project.per_s, "per_cpu_s": project.per_cpu_s}))
@@ -265,6 +250,11 @@ def main() -> None:
     article = Variant("article: eager, 2 tapes, 2 D calls", two_tape_step(shape), args.steps)
     tutorial = Variant("tutorial: tf.function, 2 tapes, 2 D calls", tf.function(two_tape_step(shape)), args.steps)
     main_rows = [article, tutorial, project]
+    if args.three_only:
+        measure(main_rows, shape, args.rounds)
+        rows = [(row.name, row.per_s, row.per_cpu_s) for row in main_rows]
+        print(json.dumps({"kernels": kernels(), "rows": rows}))
+        return
     # (variant, what it is compared with): each optimisation on or off against its neighbour.
     extra: list[tuple[Variant, Variant]] = []
     if args.ablate:
@@ -273,35 +263,44 @@ def main() -> None:
             return Variant(name, gan.train_step, steps)
 
         f32 = variant("project, float32 (mixed_precision=off)", DCGAN(settings(mixed_precision="off"), shape))
-        fused = FusedBNDCGAN(settings(mixed_precision="off"), shape)
         xla = DCGAN(settings(mixed_precision="off", jit_compile="on"), shape)
         extra = [
             (f32, project),
-            (variant("project, float32 without phase gradients", NoPhasesDCGAN(settings(mixed_precision="off"), shape)), f32),
             (variant("project, D on concat([real, fake])", ConcatDCGAN(settings(), shape)), project),
             (variant("project, keras.layers.Dropout in D", KerasDropoutDCGAN(settings(), shape)), project),
-            (variant("project, float32 + fused BatchNorm in G", fused), f32),
+            (variant("project, keras.layers.BatchNormalization in G", KerasBatchNormDCGAN(settings(), shape)), project),
             (variant("project, float32 + XLA (jit_compile=on)", xla, steps=1), f32),  # 1: it is that slow
         ]
     measure(main_rows + [variant for variant, _ in extra], shape, args.rounds)
+    threads = thread_rows(args) if args.ablate else []
+    stock_kernels, stock = stock_rows(args)
 
     print(f"CPU training throughput at {height}x{width}, batch {BATCH}: median of {args.rounds} interleaved rounds "
           f"of {args.steps} steps; {os.cpu_count()} CPUs, native bfloat16: {native_bfloat16()}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print(f"{'step':<44} {'images/s':>9} {'img/CPU-s':>10}  vs")
+    print(f"\n{'the project’s kernels: ' + kernels():<44} {'images/s':>9} {'img/CPU-s':>10}  vs")
     for variant in main_rows:
         print(f"{variant.name:<44} {variant.per_s:>9.1f} {variant.per_cpu_s:>10.1f}")
     for variant, base in extra:
         print(f"{variant.name:<44} {variant.per_s:>9.1f} {variant.per_cpu_s:>10.1f}  "
               f"{variant.per_cpu_s / base.per_cpu_s:.2f}x CPU-s of {base.name.split(' (')[0]}")  # fmt: skip
-    if args.ablate:
-        for name, per_s, per_cpu_s in thread_rows(args):
-            print(f"{name:<44} {per_s:>9.1f} {per_cpu_s:>10.1f}  not interleaved")
-    print()
-    for name, base, target in (("article", article, TARGET_EAGER), ("tutorial", tutorial, TARGET_TUTORIAL)):
-        wall, cpu = project.per_s / base.per_s, project.per_cpu_s / base.per_cpu_s
-        print(f"project / {name}: {wall:.2f}x images/s (target >= {target}x: {'ok' if wall >= target else 'MISSED'}), "
+    for name, per_s, per_cpu_s in threads:
+        print(f"{name:<44} {per_s:>9.1f} {per_cpu_s:>10.1f}  not interleaved")
+    print(f"\n{'TensorFlow’s kernels: ' + stock_kernels + ' (own process)':<44}")
+    for name, per_s, per_cpu_s in stock:
+        print(f"{name:<44} {per_s:>9.1f} {per_cpu_s:>10.1f}")
+
+    (_, article_s, article_cpu), (_, tutorial_s, tutorial_cpu), (_, project_s, _) = stock
+    print("\nAs each ships (the project with its kernels, the others with TensorFlow's; two processes):")
+    for name, base_s, base_cpu, target in (("article", article_s, article_cpu, TARGET_EAGER),
+                                           ("tutorial", tutorial_s, tutorial_cpu, TARGET_TUTORIAL)):  # fmt: skip
+        wall, cpu = project.per_s / base_s, project.per_cpu_s / base_cpu
+        print(f"  project / {name}: {wall:.2f}x images/s (target >= {target}x: {'ok' if wall >= target else 'MISSED'}), "
               f"{cpu:.2f}x images/CPU-s")  # fmt: skip
+    print("With the same kernels for all three (one process, interleaved), project / article and / tutorial:")
+    print(f"  {kernels()}: {project.per_s / article.per_s:.2f}x, {project.per_s / tutorial.per_s:.2f}x images/s")
+    print(f"  {stock_kernels}: {project_s / article_s:.2f}x, {project_s / tutorial_s:.2f}x images/s")
+    print(f"The project's step on its kernels / on TensorFlow's: {project.per_s / project_s:.2f}x images/s")
     if args.shards:
         rate = data_rate(args.shards, batches=20)
         print(f"gan.data.image_dataset alone: {rate:.0f} images/s = {rate / project.per_s:.1f}x the project's step "

@@ -23,9 +23,11 @@ Keras 3's LossScaleOptimizer only offers `scale_loss()`; its `apply()` divides t
 gradients of the scaled loss by that scale and skips the update (halving the scale) when
 a gradient is not finite, so the step passes it the scaled loss's gradients unchanged.
 XLA ("auto": GPU only) gave 0.2-0.75x the images per CPU-second of the plain graph on CPU.
-In float32 on a CPU, D's convolutions from 256 filters compute their input gradients by
-phases (gan/phases.py): TensorFlow's kernel for it was 44% of the step's op time, and the
-step gained 1.14x images per CPU-second at 96x160 on an AVX2 CPU.
+On CPU the convolutions are oneDNN's (gan/__init__.py), also where TensorFlow would not
+choose them. Under oneDNN TensorFlow's graph optimiser logs "remapper failed ... LeakyReluGrad"
+once per trace: its Conv2D + BiasAdd + LeakyRelu fusion cannot keep the BiasAdd that D's
+LeakyReLU gradient reads, so it leaves the graph unfused; a D whose LeakyReLU fuses
+(max(x, 0.2x)) trained no faster, so the layer stays Keras' own.
 
 Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for G) or
 "hinge" (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); `spectral_norm` on D;
@@ -121,8 +123,6 @@ class DCGAN:
         devices = replica_devices(settings)
         self.strategy = mirrored(tuple(devices)) if devices else None
         self.jit_compile = _resolve(settings.jit_compile, gpu) and self.strategy is None
-        # Measured faster in float32 on CPU only (gan/phases.py); XLA compiles its own kernels.
-        self.phase_gradients = not gpu and not mixed and not self.jit_compile
         with self.strategy.scope() if self.strategy else contextlib.nullcontext():
             self._build()
         # Outside the scope: the RNGs draw for the global batch, outside strategy.run.
@@ -143,7 +143,7 @@ class DCGAN:
         self.discriminator = build_discriminator(
             self.image_shape, settings.d_filters, settings.max_blocks, settings.dropout,
             seed=settings.seed + 1, dtype=self.dtype_policy, spectral_norm=settings.spectral_norm,
-            minibatch_std=settings.minibatch_std, phase_gradients=self.phase_gradients,
+            minibatch_std=settings.minibatch_std,
         )  # fmt: skip
         # Same seeds: the EMA starts equal to the generator.
         self.ema_generator = generator() if settings.ema_decay is not None else None

@@ -13,6 +13,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gan  # noqa: E402,F401  (before any test module imports TensorFlow: the product's kernels)
 import pytest  # noqa: E402
 
 from tests.loopback import loopback_only, sample_videos, video_server  # noqa: E402,F401

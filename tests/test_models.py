@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan.models import Dropout, MinibatchStdDev, build_discriminator, build_generator, upsampling_plan
+from gan.models import BatchNormalization, Dropout, MinibatchStdDev, build_discriminator, build_generator, upsampling_plan
 
 
 @pytest.mark.parametrize(
@@ -117,3 +117,30 @@ def test_dropout_draws_keras_bernoulli_mask_and_its_gradient(rate: float) -> Non
     # Seeded: one seed, one sequence of masks; a call draws a new one.
     again = Dropout(rate, seed=7)
     assert np.array_equal(again(x, training=True), y) and not np.array_equal(again(x, training=True), y)
+
+
+@pytest.mark.parametrize("shape", [(16, 6, 5, 8), (16, 12)])
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16"])
+def test_fused_batch_norm_is_keras_batch_norm(shape: tuple[int, ...], dtype: str | None, tmp_path) -> None:
+    """Outputs, gradients and moving statistics of Keras' layer, in training and inference, from one
+    set of weights: a checkpoint of either restores into the other."""
+    keras_bn, fused_bn = keras.layers.BatchNormalization(dtype=dtype), BatchNormalization(dtype=dtype)
+    x = tf.random.stateless_normal(shape, seed=(1, 2)) * 3.0 + 1.0
+    keras_bn.build(x.shape)
+    for variable, value in zip(keras_bn.weights, (1.5, -0.5, 0.3, 2.0), strict=True):  # gamma, beta, mean, var
+        variable.assign(tf.fill(variable.shape, value) + tf.range(variable.shape[0], dtype=tf.float32) / 10)
+    path = tf.train.Checkpoint(layer=keras_bn).write(str(tmp_path / "bn"))
+    fused_bn.build(x.shape)
+    tf.train.Checkpoint(layer=fused_bn).read(path).assert_consumed()
+    results = []
+    for layer in (keras_bn, fused_bn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.random.stateless_normal(shape, seed=(3, 4)))
+        grads = tape.gradient(loss, [x, *layer.trainable_weights])
+        results.append([y, *grads, *layer.non_trainable_weights, layer(x, training=False)])
+    assert results[1][0].dtype == results[0][0].dtype == (tf.bfloat16 if dtype else tf.float32)
+    tolerance = 2e-2 if dtype else 1e-4
+    for ours, theirs in zip(results[1], results[0], strict=True):
+        np.testing.assert_allclose(np.float32(ours), np.float32(theirs), rtol=tolerance, atol=tolerance)

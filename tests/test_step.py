@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +216,15 @@ def test_float16_loss_scaling_unscales_gradients(monkeypatch: pytest.MonkeyPatch
         return float(sum(np.abs(m.numpy()).sum() for m in inner._momentums))
 
     assert 0.5 < first_moment(gan) / first_moment(reference) < 2.0
+
+
+@pytest.mark.parametrize(("setting", "onednn"), [(None, True), ("0", False)])
+def test_importing_gan_chooses_onednn_kernels(setting: str | None, onednn: bool) -> None:
+    """A process that imports gan before TensorFlow runs oneDNN's kernels, unless its environment
+    says TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's own default is off on CPUs without AVX512-VNNI/BF16)."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    probe = "import gan, tensorflow; from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == str(onednn)
