@@ -4,7 +4,7 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 - a cache key of task name + video key + a digest of the settings that change the output
   (nothing else: a different data_dir path or log level must not miss the cache);
 - results and cache records persisted under the data folder, so a rerun or the UI's
-  Retry finds them; with `storage`, under the bucket prefix instead (synthwave/storage.py),
+  Retry finds them, also after the folder is moved (`relocate`); with `storage`, under the bucket prefix instead (synthwave/storage.py),
   so another machine finds them too, and the shards are published there;
 - SERIALIZABLE isolation with a file lock per key, so concurrent runs of one video
   execute it once and the others read the cached result (on one machine: the locks stay
@@ -14,6 +14,7 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from prefect.context import TaskRunContext
 from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 
+from synthwave.atomic import write_json
 from synthwave.settings import DownloadSettings, FrameSettings, StorageSettings
 from synthwave.storage import open_bucket, publish_shards, pull_manifest, results_block
 from tasks.locks import ProcessLockManager
@@ -96,7 +98,10 @@ def shards_task(
     """Write the video's shards (and publish them with `storage`). Returns manifest.json's
     path relative to data_dir: a cached result must not name one machine's folder."""
     out_dir = shards_dir(data_dir, video.key, settings, shard_mb)
-    write_video_shards(video.path, video.key, settings, shard_mb, out_dir, source=video.source)
+    path = video.path
+    if not path.is_file() and (moved := downloads_dir(data_dir) / path.name).is_file():
+        path = moved  # a cached download names the folder it was made in; the data folder moved
+    write_video_shards(path, video.key, settings, shard_mb, out_dir, source=video.source)
     if storage is not None:
         publish_shards(storage, data_dir, out_dir)
     return (out_dir.relative_to(data_dir) / MANIFEST).as_posix()
@@ -153,8 +158,35 @@ def has_record(step: Task, params: dict) -> bool:
     return fs.exists(path)
 
 
+def relocate(step: Task, key: str) -> None:
+    """Point a local cache record made in another folder at this data folder's results.
+
+    Prefect records a local result by its absolute path, so a data folder moved or copied
+    elsewhere would fail every cached step ("... is outside of the base path"). The result
+    file moved with the record: the record is rewritten to name it here, or dropped if it
+    is missing, so the step runs again. Bucket records name their results relative to a
+    saved block and need nothing.
+    """
+    storage = step.cache_policy.key_storage
+    if isinstance(storage, RemoteFileSystem):
+        return
+    record = Path(storage) / key
+    try:
+        stored = Path(json.loads(record.read_text())["storage_key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record, or not one of ours to mend: Prefect decides
+    results = record.parent.parent / "results"
+    if not stored.is_absolute() or stored.parent == results:
+        return
+    if (results / stored.name).is_file():
+        write_json(record, {**json.loads(record.read_text()), "storage_key": str(results / stored.name)})
+    else:
+        record.unlink(missing_ok=True)
+
+
 def forget_stale(step: Task, params: dict, output_ok: Callable[[], bool]) -> None:
-    """Delete the step's cache record if its output is missing or fails verification.
+    """Relocate the step's cache record (`relocate`), then delete it if its output is missing
+    or fails verification.
 
     Under the step's lock, and not at all while another run holds it (that run is making
     the output now): the later run then waits for the lock and gets the result `Cached`,
@@ -165,6 +197,7 @@ def forget_stale(step: Task, params: dict, output_ok: Callable[[], bool]) -> Non
     if locks.is_locked(key) or not locks.acquire_lock(key, holder, acquire_timeout=0.01):
         return
     try:
+        relocate(step, key)
         if not output_ok():
             fs, path = _record(step, key)
             if fs.exists(path):

@@ -123,3 +123,24 @@ def test_playlist_is_expanded_and_its_failure_named(prefect_server, sample_video
     with pytest.raises(IngestFailed, match=r"1 of 2 sources failed: https://www.youtube.com/playlist\?list=PLsynthwave00001: .*private"):
         state.result()
     assert len(json.loads((tmp_path / "data" / "dataset.json").read_text())["videos"]) == 1
+
+
+def test_moved_data_folder_keeps_its_cache(prefect_server, video_server, sample_videos, tmp_path):
+    """A data folder moved elsewhere (a bigger disk, another mount) is still a cache hit: nothing
+    is downloaded again, and new frame settings cut their shards from the download it holds."""
+    url = video_server.serve("/milk.mkv", sample_videos / "milk.mkv", content_type="video/x-matroska")
+    state, _ = run([url], settings(tmp_path / "old"))
+    assert state.is_completed()
+    shutil.move(tmp_path / "old", tmp_path / "new")
+
+    state, rerun_id = run([url], settings(tmp_path / "new"))
+    assert state.is_completed(), state.message
+    assert set(task_states(rerun_id).values()) == {"Cached"}
+    dataset = json.loads((tmp_path / "new" / "dataset.json").read_text())
+    assert [verify_manifest(tmp_path / "new" / video["manifest"]) for video in dataset["videos"]] == [True]
+
+    other = settings(tmp_path / "new").model_copy(update={"frames": FrameSettings(every=30, size=(32, 56))})
+    state, third_id = run([url], other)
+    assert state.is_completed(), state.message
+    assert sorted(task_states(third_id).values()) == ["Cached", "Completed"]  # the download, new shards
+    assert video_server.count("/milk.mkv") == 1
