@@ -4,8 +4,9 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 - a cache key of task name + video key + a digest of the settings that change the output
   (nothing else: a different data_dir path or log level must not miss the cache);
 - results and cache records persisted under the data folder, so a rerun or the UI's
-  Retry finds them, also after the folder is moved (`relocate`); with `storage`, under the bucket prefix instead (synthwave/storage.py),
-  so another machine finds them too, and the shards are published there;
+  Retry finds them, also after the folder is moved (`relocate`); with `storage`, under
+  the bucket prefix instead (synthwave/storage.py), so another machine finds them too,
+  and the shards are published there;
 - SERIALIZABLE isolation with a file lock per key, so concurrent runs of one video
   execute it once and the others read the cached result (on one machine: the locks stay
   local files; across machines the cost of no lock is computing a video twice);
@@ -172,14 +173,15 @@ def relocate(step: Task, key: str) -> None:
         return
     record = Path(storage) / key
     try:
-        stored = Path(json.loads(record.read_text())["storage_key"])
+        metadata = json.loads(record.read_text())
+        stored = Path(metadata["storage_key"])
     except (OSError, ValueError, KeyError, TypeError):
         return  # no record, or not one of ours to mend: Prefect decides
     results = record.parent.parent / "results"
     if not stored.is_absolute() or stored.parent == results:
         return
     if (results / stored.name).is_file():
-        write_json(record, {**json.loads(record.read_text()), "storage_key": str(results / stored.name)})
+        write_json(record, {**metadata, "storage_key": str(results / stored.name)})
     else:
         record.unlink(missing_ok=True)
 
