@@ -60,7 +60,7 @@ def artifacts_of(flow_run_id):
 
 
 def test_train_flow_writes_every_output_and_artifact(data_dir, tmp_path):
-    settings = tiny(data_dir, tmp_path / "run", g_lr=5e-3, d_lr=5e-3)  # visible change in 6 steps
+    settings = tiny(data_dir, tmp_path / "run", g_lr=5e-3, d_lr=5e-3, lr_decay=0.0)  # visible change in 6 steps
     state = train(settings, return_state=True)
     assert state.is_completed(), state.message
     run = tmp_path / "run"
