@@ -9,21 +9,25 @@ Both setups train on one dataset (the demo's procedural synthwave clips and the 
 in shared/videos, ingested by the real ingest flow), at one image size, model size, batch
 and number of steps, once per seed, and are evaluated the same way: SWD (gan.metrics, x 1e3,
 per pyramid level) between the held-out frames of dataset.json and as many samples of the
-run's eval noise, from the EMA generator where the run has one.
+final generator (the EMA one where the run has one), averaged over --draws sets of samples,
+the same latent vectors for every run.
   a  the article's final setup: generator Adam lr 1e-3, discriminator lr 1e-4, Dropout 0.5,
      BCE, constant lrs, no augmentation, EMA, spectral normalisation, minibatch stddev or R1;
   b  TrainSettings' defaults (the recommended recipe), with --recipe overrides.
-One GAN run is one draw from a wide distribution (at 5000 steps five seeds of the
-article's setup gave 60.7 to 89.6; three seeds of the two setups gave a ratio of 0.709,
-five 0.756), so each setup runs on --seeds seeds and the ratio is of the mean SWDs
-(target <= 0.7: PASS/MISS). Per seed it prints SWD, MS-SSIM among the samples (the
-held-out frames' own is printed as the reference: far above it is mode collapse) and the
+Two sources of noise, each larger than most differences between recipes: one set of 256
+samples of one generator scores within about +-9 of its mean over sets (hence the draws;
+the run's own history evaluates one set), and one run is one draw from a wide
+distribution of runs (five seeds of the article's setup: 57 to 95 at 5000 steps), hence
+--seeds seeds per setup; the ratio is of the mean SWDs (target <= 0.7: PASS/MISS). Per
+seed it prints SWD with its std over the sets, MS-SSIM among the samples (the held-out
+frames' own is printed as the reference: far above it is mode collapse) and the training
 wall time, and writes the first seed's two final grids side by side to --out
 (docs/quality-grids.png).
 
-A run directory that already holds a finished run under --root is reused (its history
-gives its SWD): its name is a digest of its settings, not of the code, so use a fresh
---root after changing the code. The default root is a fresh temporary directory.
+A run directory that already holds a finished run under --root is reused (only its final
+evaluation runs again): its name is a digest of its settings, not of the code, so use a
+fresh --root after changing the training code.
+The default root is a fresh temporary directory.
 """
 
 from __future__ import annotations
@@ -37,14 +41,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from flows.ingest import ingest  # noqa: E402
 from gan.data import holdout_images  # noqa: E402
 from gan.index import load_index  # noqa: E402
-from gan.loop import train  # noqa: E402
-from gan.metrics import ms_ssim_diversity  # noqa: E402
+from gan.history import SWD_LEVELS  # noqa: E402
+from gan.loop import evaluate, restore, train  # noqa: E402
+from gan.metrics import mode_collapse, ms_ssim_diversity  # noqa: E402
 from synthwave.atomic import atomic_open  # noqa: E402
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings  # noqa: E402
 from tasks.demo import render_demo_videos  # noqa: E402
@@ -52,6 +59,7 @@ from tasks.demo import render_demo_videos  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEOS = REPO.parent / "shared" / "videos"
 TARGET = 0.7
+DRAW_SEED = 500  # the final evaluation's sample sets: DRAW_SEED, DRAW_SEED + 1, ...
 ARTICLE = dict(
     g_lr=1e-3, d_lr=1e-4, dropout=0.5, loss="bce", augment="", ema_decay=None, spectral_norm=False,
     label_smoothing=0.0, minibatch_std=False, r1_gamma=0.0, lr_decay=0.0,
@@ -77,18 +85,33 @@ def parse_recipe(text: str) -> dict[str, str]:
     return {key.strip(): value.strip().replace(";", ",") for key, value in pairs}
 
 
-def run(name: str, settings: TrainSettings) -> dict:
-    """Train (or reuse a finished run) and return its final evaluation and wall time."""
+def final_quality(run_dir: Path, real: np.ndarray, real_ms_ssim: float, draws: int) -> dict[str, float]:
+    """The final generator's SWD (mean and per level) and MS-SSIM, averaged over `draws` sets
+    of as many samples as held-out frames. One set's SWD moves by ~9 (x1e3, its std) with the
+    noise drawn, more than most differences between recipes; the sets are the same for every
+    run, so setups and seeds are compared on the same latent vectors."""
+    gan = restore(run_dir)
+    rows = []
+    for draw in range(draws):
+        noise = tf.random.Generator.from_seed(DRAW_SEED + draw).normal([len(real), gan.settings.latent_dim])
+        rows.append(evaluate(gan, noise, real, real_ms_ssim))
+    table = pd.DataFrame(rows).drop(columns="mode_collapse")
+    return {**table.mean().to_dict(), "swd_std": float(table.swd_mean.std(ddof=0))}
+
+
+def run(name: str, settings: TrainSettings, real: np.ndarray, real_ms_ssim: float, draws: int) -> dict:
+    """Train (or reuse a finished run) and return its final quality and wall time."""
     index = load_index(settings.data_dir)
     start = time.perf_counter()
     final = train(settings, index.shards, index.shape, index.frames, holdout=index.holdout)
     seconds = time.perf_counter() - start
-    history = pd.read_parquet(final.run.history)
-    last = history.dropna(subset=["swd_mean"]).iloc[-1]
-    levels = [float(last[c]) for c in history if c.startswith("swd_l") and pd.notna(last[c])]
-    print(f"  {name} seed {settings.seed}: SWD {last.swd_mean:6.2f} (levels {', '.join(f'{v:.2f}' for v in levels)}), "
-          f"MS-SSIM {last.ms_ssim:.3f}{' (mode collapse)' if last.mode_collapse else ''}, {seconds:.0f} s", flush=True)
-    return {"swd": float(last.swd_mean), "ms_ssim": float(last.ms_ssim), "grid": final.run.latest_grid}
+    quality = final_quality(settings.run_dir, real, real_ms_ssim, draws)
+    levels = [quality[f"swd_l{level}"] for level in range(SWD_LEVELS) if f"swd_l{level}" in quality]
+    collapse = mode_collapse(quality["ms_ssim"], real_ms_ssim)
+    print(f"  {name} seed {settings.seed}: SWD {quality['swd_mean']:6.2f} +- {quality['swd_std']:4.1f} "
+          f"(levels {', '.join(f'{v:.2f}' for v in levels)}), MS-SSIM {quality['ms_ssim']:.3f}"
+          f"{' (mode collapse)' if collapse else ''}, {seconds:.0f} s", flush=True)
+    return {"swd": quality["swd_mean"], "ms_ssim": quality["ms_ssim"], "grid": final.run.latest_grid}
 
 
 def summary(results: list[dict]) -> str:
@@ -123,9 +146,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="runs of each setup, seeds F..F+N-1")
     parser.add_argument("--first-seed", type=int, default=0, help="F above: add seeds to an earlier run's")
     parser.add_argument("--eval-frames", type=int, default=256, help="most held-out frames (and samples) in the SWD")
+    parser.add_argument("--draws", type=int, default=16, help="sample sets the final SWD is averaged over")
     parser.add_argument("--recipe", default="", help="overrides of (b)'s TrainSettings: key=value,...")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality-grids.png")
     args = parser.parse_args()
+    if args.draws < 1:
+        parser.error(f"--draws {args.draws}: give 1 or more sample sets")
 
     root = args.root or Path(tempfile.mkdtemp(prefix="synthwave-quality-"))
     size = tuple(int(side) for side in args.size.lower().split("x"))
@@ -133,8 +159,9 @@ def main() -> None:
     data_dir = dataset(root, size, args.every)
     index = load_index(data_dir)
     held = holdout_images(index.shards, index.holdout, args.eval_frames)
+    held_ms_ssim = ms_ssim_diversity(held)
     print(f"dataset: {index.frames} frames of {index.shape} in {data_dir}; SWD on {len(held)} held-out, "
-          f"whose own MS-SSIM is {ms_ssim_diversity(held):.3f}", flush=True)
+          f"whose own MS-SSIM is {held_ms_ssim:.3f}", flush=True)
     common = dict(
         data_dir=data_dir, steps=args.steps, batch_size=args.batch_size, g_filters=128, d_filters=32,
         eval_every=max(1, args.steps // 4), eval_frames=args.eval_frames, sample_every=args.steps,
@@ -149,11 +176,11 @@ def main() -> None:
             settings = TrainSettings(**values, seed=seed)
             tag = "article" if name.startswith("a") else "recipe"
             settings = settings.model_copy(update={"run_dir": root / f"run-{tag}-{settings.digest()}"})
-            results[name].append(run(name, settings))
+            results[name].append(run(name, settings, held, held_ms_ssim, args.draws))
 
     mean = {name: statistics.mean(r["swd"] for r in runs) for name, runs in results.items()}
     ratio = mean["b (recipe)"] / mean["a (article)"]
-    print(f"\nSWD x1e3 on {len(held)} held-out frames, {args.steps} steps, {index.shape[0]}x{index.shape[1]}, "
+    print(f"\nSWD x1e3 on {len(held)} held-out frames (mean of {args.draws} sample sets), {args.steps} steps, {index.shape[0]}x{index.shape[1]}, "
           f"batch {args.batch_size}, {args.seeds} seed(s):")
     for name, runs in results.items():
         print(f"  {name:12s} {summary(runs)}")
