@@ -26,8 +26,8 @@ wall time, and writes the first seed's two final grids side by side to --out
 
 A run directory that already holds a finished run under --root is reused (only its final
 evaluation runs again): its name is a digest of its settings, not of the code, so use a
-fresh --root after changing the training code.
-The default root is a fresh temporary directory.
+fresh --root after changing the training code. The default root is a fresh temporary
+directory.
 """
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ def main() -> None:
 
     mean = {name: statistics.mean(r["swd"] for r in runs) for name, runs in results.items()}
     ratio = mean["b (recipe)"] / mean["a (article)"]
-    print(f"\nSWD x1e3 on {len(held)} held-out frames (mean of {args.draws} sample sets), {args.steps} steps, {index.shape[0]}x{index.shape[1]}, "
-          f"batch {args.batch_size}, {args.seeds} seed(s):")
+    print(f"\nSWD x1e3 on {len(held)} held-out frames (mean of {args.draws} sample sets), {args.steps} steps, "
+          f"{index.shape[0]}x{index.shape[1]}, batch {args.batch_size}, {args.seeds} seed(s):")
     for name, runs in results.items():
         print(f"  {name:12s} {summary(runs)}")
     print(f"  ratio of means b/a  {ratio:.3f}  (target <= {TARGET}: {'PASS' if ratio <= TARGET else 'MISS'})")
