@@ -226,6 +226,27 @@ class TrainSettings(Strict):
     )
     eval_every: int = Field(500, ge=0, description="Steps between SWD/MS-SSIM evaluations on held-out frames; 0: off")
     eval_frames: int = Field(256, ge=16, description="Most held-out frames (and generated images) per evaluation")
+    seed: int = 0
+    shuffle_buffer: int = Field(2048, gt=0)
+    sample_every: int = Field(100, gt=0, description="Steps between image grids")
+    checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
+    keep_checkpoints: int = Field(3, gt=0)
+    grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
+    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16")
+    jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
+    devices: Literal["auto", "one", "all"] = Field(
+        "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
+        "one: a single device; all: every GPU, or every logical CPU without one"
+    )
+    artifact_base_url: str | None = Field(
+        None, description="URL the browser reaches run_dir at (e.g. a static server or bucket)"
+    )
+    walk_seconds: float = Field(
+        4.0, ge=0, description="Seconds of latent walk (walk.mp4, at the image size) after training; 0: none"
+    )
+    storage: Storage = Field(
+        None, description="s3://bucket/prefix to stage dataset.json's shards from and mirror runs/<run dir name> to"
+    )
 
     @field_validator("augment")
     @classmethod
@@ -249,27 +270,6 @@ class TrainSettings(Strict):
         if self.loss == "hinge" and self.label_smoothing:
             raise ValueError("label_smoothing applies to loss bce only: set it to 0 with loss hinge")
         return self
-    seed: int = 0
-    shuffle_buffer: int = Field(2048, gt=0)
-    sample_every: int = Field(100, gt=0, description="Steps between image grids")
-    checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
-    keep_checkpoints: int = Field(3, gt=0)
-    grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
-    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16")
-    jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
-    devices: Literal["auto", "one", "all"] = Field(
-        "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
-        "one: a single device; all: every GPU, or every logical CPU without one"
-    )
-    artifact_base_url: str | None = Field(
-        None, description="URL the browser reaches run_dir at (e.g. a static server or bucket)"
-    )
-    walk_seconds: float = Field(
-        4.0, ge=0, description="Seconds of latent walk (walk.mp4, at the image size) after training; 0: none"
-    )
-    storage: Storage = Field(
-        None, description="s3://bucket/prefix to stage dataset.json's shards from and mirror runs/<run dir name> to"
-    )
 
     def model_settings(self) -> dict:
         """Settings a checkpoint depends on: a run dir written with others is refused."""

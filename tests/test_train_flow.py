@@ -143,6 +143,21 @@ def test_generate_samples_the_latest_checkpoint(data_dir, tmp_path):
     np.testing.assert_array_equal(images, generate(tmp_path / "run", count=5, seed=3))
 
 
+def test_a_run_dir_from_before_a_model_setting_restores(data_dir, tmp_path):
+    """A config.json written before spectral_norm, augment and minibatch_std existed lacks
+    them: it means the values it was made with, so generate() and a resume still work."""
+    index = load_index(data_dir)
+    old = tiny(data_dir, tmp_path / "old", steps=1)
+    train_loop(old, index.shards, index.shape, index.frames)
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    for key in ("minibatch_std", "augment", "spectral_norm"):
+        del config["model_settings"][key]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    images = generate(tmp_path / "old", count=2)
+    train_loop(old.model_copy(update={"steps": 2}), index.shards, index.shape, index.frames)  # not refused
+    assert images.shape == (2, 32, 56, 3) and not np.array_equal(images, generate(tmp_path / "old", count=2))
+
+
 def test_clear_errors(data_dir, tmp_path):
     with pytest.raises(DatasetError, match="dataset.json not found"):
         load_index(tmp_path / "nothing")
