@@ -3,7 +3,10 @@
 The generator upsamples a small base feature map by 2 per block and the discriminator
 mirrors it, so an image size only has to be divisible by 2**blocks: 180x320 trains with 2
 blocks from 45x80, 96x160 with 4 from 6x10. Kernels are 4x4: divisible by the stride, so
-transposed convolutions overlap evenly (no checkerboard) and cost 36% less than 5x5.
+transposed convolutions overlap evenly and cost 36% less than 5x5. Even overlap does not
+rule out checkerboard (Odena et al. 2016): the generators of benchmarks/quality.py put
+10-450x the real frames' share of power at its frequency, yet under 0.1% of their power,
+and a full-size output Conv2D after the last upsampling (keras-io's DCGAN) scored worse.
 Weights start from N(0, 0.02) as in the DCGAN paper, each layer with its own seed derived
 from `seed`, so two builds with one seed are identical without touching global RNG state.
 
