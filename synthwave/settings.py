@@ -233,7 +233,9 @@ class TrainSettings(Strict):
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
     keep_checkpoints: int = Field(3, gt=0)
     grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
-    mixed_precision: Literal["auto", "on", "off"] = Field("auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16")
+    mixed_precision: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16"
+    )
     jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
     devices: Literal["auto", "one", "all"] = Field(
         "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
