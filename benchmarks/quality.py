@@ -4,7 +4,7 @@
     python -m benchmarks.quality --seeds 2 --steps 1500 --root /tmp/q   # a quicker look, ~13 min
     python -m benchmarks.quality --recipe loss=hinge,augment=   # try a variant of (b)
     python -m benchmarks.quality --root /tmp/q --first-seed 3 --seeds 2   # two more seeds
-    python -m benchmarks.quality --steps 10000 --seeds 2   # twice the training, ~70 min
+    python -m benchmarks.quality --steps 10000 --seeds 2   # twice the training, ~75 min
 
 Both setups train on one dataset (the demo's procedural synthwave clips and the sample videos
 in shared/videos, ingested by the real ingest flow), at one image size, model size, batch

@@ -23,7 +23,7 @@ from gan.history import COLUMNS
 from gan.index import DatasetError, Holdout, load_index
 from gan.loop import NonFiniteLoss, generate
 from gan.loop import train as train_loop
-from gan.run import RunDirError
+from gan.run import _LEGACY_MODEL_SETTINGS, RunDirError
 from gan.step import DCGAN
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
 
@@ -144,13 +144,13 @@ def test_generate_samples_the_latest_checkpoint(data_dir, tmp_path):
 
 
 def test_a_run_dir_from_before_a_model_setting_restores(data_dir, tmp_path):
-    """A config.json written before spectral_norm, augment and minibatch_std existed lacks
-    them: it means the values it was made with, so generate() and a resume still work."""
+    """A config.json written before a model setting existed lacks it: the missing key means
+    the value those runs were made with, so generate() and a resume still work."""
     index = load_index(data_dir)
     old = tiny(data_dir, tmp_path / "old", steps=1)
     train_loop(old, index.shards, index.shape, index.frames)
     config = json.loads((tmp_path / "old" / "config.json").read_text())
-    for key in ("minibatch_std", "augment", "spectral_norm"):
+    for key in _LEGACY_MODEL_SETTINGS:
         del config["model_settings"][key]
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     images = generate(tmp_path / "old", count=2)
