@@ -21,9 +21,9 @@ the run's own history evaluates one set), and one run is one draw from a wide
 distribution of runs (five seeds of the article's setup: 57 to 95 at 5000 steps), hence
 --seeds seeds per setup; the ratio is of the mean SWDs (target <= 0.7: PASS/MISS). Per
 seed it prints SWD with its std over the sets, MS-SSIM among the samples (the held-out
-frames' own is printed as the reference: far above it is mode collapse) and the training
-wall time, and writes the first seed's two final grids side by side to --out
-(docs/quality-grids.png).
+frames' own is printed as the reference: far above it is mode collapse), FID of the first
+set where the fid extra is installed (README, "FID") and the training wall time, and
+writes the first seed's two final grids side by side to --out (docs/quality-grids.png).
 
 A run directory that already holds a finished run under --root is reused (only its final
 evaluation runs again): its name is a digest of its settings, not of the code, so use a
@@ -48,10 +48,11 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from flows.ingest import ingest  # noqa: E402
+from gan import fid  # noqa: E402
 from gan.data import holdout_images  # noqa: E402
 from gan.index import load_index  # noqa: E402
 from gan.history import SWD_LEVELS  # noqa: E402
-from gan.loop import evaluate, restore, train  # noqa: E402
+from gan.loop import evaluate, restore, samples, train  # noqa: E402
 from gan.metrics import mode_collapse, ms_ssim_diversity  # noqa: E402
 from synthwave.atomic import atomic_open  # noqa: E402
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings  # noqa: E402
@@ -86,39 +87,53 @@ def parse_recipe(text: str) -> dict[str, str]:
     return {key.strip(): value.strip().replace(";", ",") for key, value in pairs}
 
 
-def final_quality(run_dir: Path, real: np.ndarray, real_ms_ssim: float, draws: int) -> dict[str, float]:
+def final_quality(
+    run_dir: Path, real: np.ndarray, real_ms_ssim: float, draws: int, fid_score: fid.FID | None
+) -> dict[str, float]:
     """The final generator's SWD (mean and per level) and MS-SSIM, averaged over `draws` sets
-    of as many samples as held-out frames. One set's SWD moves by ~9 (x1e3, its std) with the
-    noise drawn, more than most differences between recipes; the sets are the same for every
-    run, so setups and seeds are compared on the same latent vectors."""
+    of as many samples as held-out frames, and the first set's FID when `fid_score` is given.
+    One set's SWD moves by ~9 (x1e3, its std) with the noise drawn, more than most
+    differences between recipes; the sets are the same for every run, so setups and seeds
+    are compared on the same latent vectors. FID takes ~1 s an image on 2 CPU cores, hence
+    one set."""
     gan = restore(run_dir)
     rows = []
     for draw in range(draws):
         noise = tf.random.Generator.from_seed(DRAW_SEED + draw).normal([len(real), gan.settings.latent_dim])
-        rows.append(evaluate(gan, noise, real, real_ms_ssim))
+        fake = samples(gan, noise)
+        rows.append(evaluate(fake, real, real_ms_ssim))
+        if draw == 0 and fid_score is not None:
+            rows[0]["fid"] = fid_score(fake)
     table = pd.DataFrame(rows).drop(columns="mode_collapse")
     return {**table.mean().to_dict(), "swd_std": float(table.swd_mean.std(ddof=0))}
 
 
-def run(name: str, settings: TrainSettings, real: np.ndarray, real_ms_ssim: float, draws: int) -> dict:
+def run(
+    name: str, settings: TrainSettings, real: np.ndarray, real_ms_ssim: float, draws: int, fid_score: fid.FID | None
+) -> dict:
     """Train (or reuse a finished run) and return its final quality and wall time."""
     index = load_index(settings.data_dir)
     start = time.perf_counter()
     final = train(settings, index.shards, index.shape, index.frames, holdout=index.holdout)
     seconds = time.perf_counter() - start
-    quality = final_quality(settings.run_dir, real, real_ms_ssim, draws)
+    quality = final_quality(settings.run_dir, real, real_ms_ssim, draws, fid_score)
     levels = [quality[f"swd_l{level}"] for level in range(SWD_LEVELS) if f"swd_l{level}" in quality]
     collapse = mode_collapse(quality["ms_ssim"], real_ms_ssim)
+    fid_text = f", FID {quality['fid']:.1f}" if "fid" in quality else ""
     print(f"  {name} seed {settings.seed}: SWD {quality['swd_mean']:6.2f} +- {quality['swd_std']:4.1f} "
           f"(levels {', '.join(f'{v:.2f}' for v in levels)}), MS-SSIM {quality['ms_ssim']:.3f}"
-          f"{' (mode collapse)' if collapse else ''}, {seconds:.0f} s", flush=True)
-    return {"swd": quality["swd_mean"], "ms_ssim": quality["ms_ssim"], "grid": final.run.latest_grid}
+          f"{' (mode collapse)' if collapse else ''}{fid_text}, {seconds:.0f} s", flush=True)
+    return {"swd": quality["swd_mean"], "ms_ssim": quality["ms_ssim"], "fid": quality.get("fid"),
+            "grid": final.run.latest_grid}
 
 
 def summary(results: list[dict]) -> str:
     swds = [result["swd"] for result in results]
     spread = f" (min {min(swds):.2f}, max {max(swds):.2f})" if len(swds) > 1 else ""
-    return f"SWD mean {statistics.mean(swds):7.2f}{spread}, MS-SSIM mean {statistics.mean(r['ms_ssim'] for r in results):.3f}"
+    fids = [result["fid"] for result in results if result["fid"] is not None]
+    fid_mean = f", FID mean {statistics.mean(fids):.1f}" if fids else ""
+    return (f"SWD mean {statistics.mean(swds):7.2f}{spread}, "
+            f"MS-SSIM mean {statistics.mean(r['ms_ssim'] for r in results):.3f}{fid_mean}")
 
 
 def side_by_side(grids: dict[str, Path], path: Path) -> Path:
@@ -163,6 +178,8 @@ def main() -> None:
     held_ms_ssim = ms_ssim_diversity(held)
     print(f"dataset: {index.frames} frames of {index.shape} in {data_dir}; SWD on {len(held)} held-out, "
           f"whose own MS-SSIM is {held_ms_ssim:.3f}", flush=True)
+    fid_score = fid.FID(held) if fid.available() else None
+    print("FID: " + ("the first sample set against the held-out frames" if fid_score else "off (no fid extra)"))
     common = dict(
         data_dir=data_dir, steps=args.steps, batch_size=args.batch_size, g_filters=128, d_filters=32,
         eval_every=max(1, args.steps // 4), eval_frames=args.eval_frames, sample_every=args.steps,
@@ -177,7 +194,7 @@ def main() -> None:
             settings = TrainSettings(**values, seed=seed)
             tag = "article" if name.startswith("a") else "recipe"
             settings = settings.model_copy(update={"run_dir": root / f"run-{tag}-{settings.digest()}"})
-            results[name].append(run(name, settings, held, held_ms_ssim, args.draws))
+            results[name].append(run(name, settings, held, held_ms_ssim, args.draws, fid_score))
 
     mean = {name: statistics.mean(r["swd"] for r in runs) for name, runs in results.items()}
     ratio = mean["b (recipe)"] / mean["a (article)"]
@@ -186,6 +203,9 @@ def main() -> None:
     for name, runs in results.items():
         print(f"  {name:12s} {summary(runs)}")
     print(f"  ratio of means b/a  {ratio:.3f}  (target <= {TARGET}: {'PASS' if ratio <= TARGET else 'MISS'})")
+    if fid_score is not None:
+        fid_mean = {name: statistics.mean(r["fid"] for r in runs) for name, runs in results.items()}
+        print(f"  FID ratio b/a       {fid_mean['b (recipe)'] / fid_mean['a (article)']:.3f}")
     labels = {f"{name}, seed {args.first_seed}: SWD {runs[0]['swd']:.1f}": runs[0]["grid"] for name, runs in results.items()}
     print(f"grids: {side_by_side(labels, args.out)}")
     print(f"wall time: {time.perf_counter() - start:.0f} s (root {root})")

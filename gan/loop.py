@@ -92,10 +92,14 @@ def eval_noise(settings: TrainSettings, count: int) -> tf.Tensor:
     return tf.random.Generator.from_seed(settings.seed + 104729).normal([count, settings.latent_dim])
 
 
-def evaluate(gan: DCGAN, noise: tf.Tensor, real: np.ndarray, real_ms_ssim: float) -> dict:
-    """History columns comparing the samples of `noise` with the held-out frames `real`."""
+def samples(gan: DCGAN, noise: tf.Tensor) -> np.ndarray:
+    """The (EMA) generator's images of `noise`, a batch at a time, in [-1, 1]."""
     batch = gan.settings.batch_size
-    fake = np.concatenate([gan.sample(noise[i : i + batch]).numpy() for i in range(0, len(noise), batch)])
+    return np.concatenate([gan.sample(noise[i : i + batch]).numpy() for i in range(0, len(noise), batch)])
+
+
+def evaluate(fake: np.ndarray, real: np.ndarray, real_ms_ssim: float) -> dict:
+    """History columns comparing generated images `fake` with the held-out frames `real`."""
     swd = sliced_wasserstein(real, fake)
     levels = {f"swd_l{level}": value for level, value in enumerate(swd.levels[:SWD_LEVELS])}
     diversity = ms_ssim_diversity(fake)
@@ -189,7 +193,7 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
                "images_per_s": settings.batch_size / (now - last), "wall_time": time.time()}
         last = now
         due = settings.eval_every and (step % settings.eval_every == 0 or step == settings.steps)
-        quality = evaluate(gan, noise_eval, real, real_ms_ssim) if due and noise_eval is not None else {}
+        quality = evaluate(samples(gan, noise_eval), real, real_ms_ssim) if due and noise_eval is not None else {}
         history.append({**row, **quality})
         with writer.as_default(step=step):
             for name, value in {**metrics, **quality}.items():

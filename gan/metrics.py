@@ -50,7 +50,8 @@ def from_uint8(images: np.ndarray) -> np.ndarray:
     return np.asarray(images, np.float32) / 127.5 - 1.0
 
 
-def _checked(name: str, images: np.ndarray) -> np.ndarray:
+def checked_images(name: str, images: np.ndarray) -> np.ndarray:
+    """`images` as float32 (N, H, W, 3) in [-1, 1], or a one-line ValueError naming `name` and the fix."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{name}: expected images of shape (N, H, W, 3), got {images.shape}")
@@ -153,7 +154,7 @@ def sliced_wasserstein(
     seed: int = 0,
 ) -> SWD:
     """SWD x 1e3 between two equally many images of one size, floats in [-1, 1]; deterministic per seed."""
-    real, fake = _checked("real", real), _checked("fake", fake)
+    real, fake = checked_images("real", real), checked_images("fake", fake)
     if real.shape[1:3] != fake.shape[1:3]:
         raise ValueError(
             f"real images are {real.shape[1]}x{real.shape[2]} but fake ones {fake.shape[1]}x{fake.shape[2]}; "
@@ -193,7 +194,7 @@ def ms_ssim_diversity(images: np.ndarray, *, pairs: int = 128, seed: int = 0) ->
     Small images use the finest scales that fit (`ms_ssim_scales`) with Wang et al.'s weights for
     them renormalised to sum to 1, so a score stays a weighted geometric mean of per-scale terms.
     """
-    images = _checked("images", images)
+    images = checked_images("images", images)
     if pairs < 1:
         raise ValueError(f"pairs is {pairs}; it must be >= 1")
     import tensorflow as tf  # here, not at the top: SWD alone needs no TensorFlow (~800 MB)
