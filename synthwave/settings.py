@@ -194,8 +194,8 @@ class TrainSettings(Strict):
     max_blocks: int = Field(4, ge=1, le=6, description="Most up/down-sampling blocks")
     # Defaults: the article's final learning rates (G 1e-3, D 1e-4) with D's Dropout at 0.3 (the
     # article's 0.5), one-sided label smoothing 0.1 (Salimans et al. 2016), lrs decaying linearly
-    # to 0 over the whole run and a generator EMA of 0.99: 0.82x the article's SWD in
-    # benchmarks/quality.py at 5000 steps, 0.70x at 10000 on three seeds (README, "Quality
+    # to 0 over the whole run and a generator EMA of 0.99: 0.66x the article's SWD in
+    # benchmarks/quality.py at 10000 steps, 0.82x at 5000, on five seeds (README, "Quality
     # results"; a D lr of 2e-4 measured 0.78x at 5000, within the noise of its five seeds);
     # the DCGAN paper's 2e-4 for both nets measured 1.5x worse there, and a D lr of 4e-4 gave
     # finer texture but fewer modes.
