@@ -94,7 +94,7 @@ def final_quality(
     of as many samples as held-out frames, and the first set's FID when `fid_score` is given.
     One set's SWD moves by ~9 (x1e3, its std) with the noise drawn, more than most
     differences between recipes; the sets are the same for every run, so setups and seeds
-    are compared on the same latent vectors. FID takes ~1 s an image on 2 CPU cores, hence
+    are compared on the same latent vectors. FID takes ~0.4 s an image on 2 CPU cores, hence
     one set."""
     gan = restore(run_dir)
     rows = []
