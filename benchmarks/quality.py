@@ -156,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None, help="data and run dirs (default: a fresh temp dir)")
     parser.add_argument(
-        "--steps", type=int, default=10000, help="per run; the recipe meets the 0.7x target at 10000, not at 5000 (README)"
+        "--steps", type=int, default=10000, help="per run; the recipe meets the 0.7x target at 10000, not 5000 (README)"
     )
     parser.add_argument("--size", default="32x56", help="HxW of the ingested frames")
     parser.add_argument("--every", type=int, default=1, help="keep every Nth frame of each video")

