@@ -34,7 +34,8 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], ski
     for name, field in model.model_fields.items():
         if name in skip or name in INGEST_GROUPS:
             continue
-        default = field.default.model_dump() if isinstance(field.default, BaseModel) else field.default
+        default = field.get_default(call_default_factory=True)
+        default = default.model_dump() if isinstance(default, BaseModel) else default
         if isinstance(default, tuple):  # a size, shown as typed: 360x640
             default = "x".join(map(str, default))
         shown = "required" if field.is_required() else f"default: {default}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -233,8 +234,12 @@ class TrainSettings(Strict):
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
     keep_checkpoints: int = Field(3, gt=0)
     grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
+    # The default comes from SYNTHWAVE_MIXED_PRECISION when set, so one variable runs a whole test
+    # suite (or a worker) in float32 or bfloat16 whatever the CPU would pick (.ci/run does both).
     mixed_precision: Literal["auto", "on", "off"] = Field(
-        "auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16"
+        default_factory=lambda: os.environ.get("SYNTHWAVE_MIXED_PRECISION", "auto"), validate_default=True,
+        description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16; "
+        "the default is $SYNTHWAVE_MIXED_PRECISION when set",
     )
     jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
     devices: Literal["auto", "one", "all"] = Field(

@@ -124,11 +124,13 @@ def test_walk_command_writes_a_smooth_video(trained_run, tmp_path: Path, capsys)
     def coarse(image: np.ndarray) -> np.ndarray:
         return cv2.resize(image.astype(np.uint8), (14, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
 
+    # Identified, not matched to a tolerance: after 8 steps samples differ little (less still in
+    # bfloat16), so the frame must only be nearer its own latent's image than any other sample.
     start = np.random.default_rng(5).standard_normal((1, 100)).astype(np.float32)
     expected = coarse(enlarged(restore(run).sample(start).numpy())[0])
     first = coarse(cv2.cvtColor(frames[0].astype(np.uint8), cv2.COLOR_BGR2RGB))
-    coarse_pairs = np.mean([np.abs(coarse(a) - coarse(b)).mean() for a, b in zip(samples, samples[1:])])
-    assert np.abs(first - expected).mean() < 0.5 * coarse_pairs
+    others = [np.abs(first - coarse(sample)).mean() for sample in samples]
+    assert np.abs(first - expected).mean() < min(others), (np.abs(first - expected).mean(), others)
 
 
 @pytest.mark.parametrize(
