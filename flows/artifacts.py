@@ -83,8 +83,9 @@ class TrainingArtifacts:
             description="Sample quality at each evaluation (SWD: lower is better)",
         )  # fmt: skip
         last = evaluations.iloc[-1]
-        line = f"step {progress.step}: SWD {last.swd_mean:.4f}, MS-SSIM {last.ms_ssim:.3f}"
-        if last.mode_collapse:
+        line = (f"step {progress.step}: SWD {last.swd_mean:.1f}, MS-SSIM {last.ms_ssim:.3f} "
+                f"(held-out frames {last.ms_ssim_real:.3f})")
+        if pd.notna(last.mode_collapse) and last.mode_collapse:
             get_run_logger().warning("%s: mode collapse (samples far less diverse than held-out frames)", line)
         else:
             get_run_logger().info(line)
@@ -113,7 +114,7 @@ class TrainingArtifacts:
                 quality = evaluations.iloc[-1]
                 levels = ", ".join(f"{quality[c]:.4f}" for c in evaluations if c.startswith("swd_l"))
                 lines += ["", f"Quality at step {quality.step}: SWD **{quality.swd_mean:.4f}** (levels {levels}), "
-                          f"MS-SSIM {quality.ms_ssim:.3f}{', MODE COLLAPSE' if quality.mode_collapse else ''}; "
+                          f"MS-SSIM {quality.ms_ssim:.3f}{', MODE COLLAPSE' if pd.notna(quality.mode_collapse) and quality.mode_collapse else ''}; "
                           f"plot `{run.quality_plot.resolve()}`."]
         create_markdown_artifact("\n".join(lines), key=f"{self.key}-summary", description="Training summary")
 
@@ -133,7 +134,7 @@ class TrainingArtifacts:
 def _evaluations(history: pd.DataFrame) -> pd.DataFrame:
     """The evaluation rows' step and quality columns, the pyramid levels the image size has."""
     rows = history[history["swd_mean"].notna()]
-    columns = ["step", *(c for c in rows if c.startswith("swd") and rows[c].notna().any()), "ms_ssim", "mode_collapse"]
+    columns = ["step", *(c for c in rows if c.startswith("swd") and rows[c].notna().any()), "ms_ssim", "ms_ssim_real", "mode_collapse"]
     return rows[columns]
 
 

@@ -13,7 +13,7 @@ from tasks.demo import render_demo_videos
 
 @task(name="render-demo-clips")
 def render_clips(out_dir: Path) -> list[str]:
-    return [str(path) for path in render_demo_videos(out_dir, count=4)]
+    return [str(path) for path in render_demo_videos(out_dir, count=8, seconds=8.0)]
 
 
 def demo_settings(root: Path, steps: int) -> tuple[IngestSettings, TrainSettings]:

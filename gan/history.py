@@ -1,7 +1,8 @@
 """The loss history: one row per step, rewritten atomically so pandas can read it any time.
 
 Quality columns (SWD per Laplacian-pyramid level, finest first, their mean, MS-SSIM
-diversity, the mode-collapse flag) hold a value only on evaluation steps: NaN / <NA>
+diversity of the samples and of the held-out frames, the mode-collapse flag, empty before
+`COLLAPSE_JUDGED_FROM` steps) hold a value only on evaluation steps: NaN / <NA>
 elsewhere. A history written before they existed loads with them empty.
 """
 
@@ -26,6 +27,7 @@ COLUMNS = {
     "swd_mean": "float32",  # SWD of samples vs held-out frames, mean over levels: lower is better
     **{f"swd_l{level}": "float32" for level in range(SWD_LEVELS)},
     "ms_ssim": "float32",  # mean MS-SSIM between pairs of samples: higher is less diverse
+    "ms_ssim_real": "float32",  # the same among the held-out frames: the diversity to match
     "mode_collapse": "boolean",
 }
 

@@ -98,13 +98,19 @@ def samples(gan: DCGAN, noise: tf.Tensor) -> np.ndarray:
     return np.concatenate([gan.sample(noise[i : i + batch]).numpy() for i in range(0, len(noise), batch)])
 
 
-def evaluate(fake: np.ndarray, real: np.ndarray, real_ms_ssim: float) -> dict:
+# Before this many steps samples are alike because G has not learnt yet, not because it
+# collapsed: the verdict is left empty rather than raise a false alarm on every short run.
+COLLAPSE_JUDGED_FROM = 500
+
+
+def evaluate(fake: np.ndarray, real: np.ndarray, real_ms_ssim: float, step: int = COLLAPSE_JUDGED_FROM) -> dict:
     """History columns comparing generated images `fake` with the held-out frames `real`."""
     swd = sliced_wasserstein(real, fake)
     levels = {f"swd_l{level}": value for level, value in enumerate(swd.levels[:SWD_LEVELS])}
     diversity = ms_ssim_diversity(fake)
-    return {"swd_mean": swd.mean, **levels, "ms_ssim": diversity,
-            "mode_collapse": mode_collapse(diversity, real_ms_ssim)}
+    verdict = mode_collapse(diversity, real_ms_ssim) if step >= COLLAPSE_JUDGED_FROM else None
+    return {"swd_mean": swd.mean, **levels, "ms_ssim": diversity, "ms_ssim_real": real_ms_ssim,
+            "mode_collapse": verdict}
 
 
 def build(settings: TrainSettings, image_shape: tuple[int, int, int]) -> tuple[DCGAN, tf.train.CheckpointManager]:
@@ -193,11 +199,12 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
                "images_per_s": settings.batch_size / (now - last), "wall_time": time.time()}
         last = now
         due = settings.eval_every and (step % settings.eval_every == 0 or step == settings.steps)
-        quality = evaluate(samples(gan, noise_eval), real, real_ms_ssim) if due and noise_eval is not None else {}
+        quality = evaluate(samples(gan, noise_eval), real, real_ms_ssim, step) if due and noise_eval is not None else {}
         history.append({**row, **quality})
         with writer.as_default(step=step):
             for name, value in {**metrics, **quality}.items():
-                tf.summary.scalar(name, float(value))
+                if value is not None:  # a mode-collapse verdict not yet given
+                    tf.summary.scalar(name, float(value))
 
         grid = sample(step) if step % settings.sample_every == 0 or step == settings.steps else None
         checkpoint = step % settings.checkpoint_every == 0 or step == settings.steps

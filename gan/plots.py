@@ -40,7 +40,9 @@ def plot_quality(history: pd.DataFrame, path: Path) -> Path:
     top.plot(evaluated["step"], evaluated["swd_mean"], color="black", linewidth=2, marker="o", label="swd_mean")
     top.legend()
     top.set_title("Samples vs held-out frames: SWD (lower is better)")
-    sns.lineplot(data=evaluated, x="step", y="ms_ssim", marker="o", ax=bottom)
+    sns.lineplot(data=evaluated, x="step", y="ms_ssim", marker="o", ax=bottom, label="samples")
+    if evaluated["ms_ssim_real"].notna().any():
+        bottom.plot(evaluated["step"], evaluated["ms_ssim_real"], color="grey", linestyle="--", label="held-out frames")
     bottom.set_ylabel("MS-SSIM between samples\n(higher: less diverse)")
     return _save(fig, path)
 

@@ -232,7 +232,10 @@ class DCGAN:
         self.d_optimizer.apply(d_grads, d_vars)
         self.g_optimizer.apply(g_grads, g_vars)
         if self.ema_generator is not None:
-            decay = self.settings.ema_decay
+            # Warm-up (NVlabs' ema_rampup idea): the first steps' EMA follows G closely, so early
+            # samples show what G has learnt instead of its initial, near-constant output.
+            done = tf.cast(self.step, tf.float32)
+            decay = tf.minimum(self.settings.ema_decay, (1.0 + done) / (10.0 + done))
             for ema, raw in zip(self.ema_generator.weights, self.generator.weights, strict=True):
                 # Weights move toward the generator; BatchNorm statistics are copied, as in NVlabs' code.
                 ema.assign(raw + decay * (ema - raw) if raw.trainable else raw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from synthwave.errors import UserError
+from synthwave.quiet import quiet_native_logs
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings, WalkSettings
 
 # IngestSettings' nested models are flattened: --every, --downloader, ...
@@ -160,6 +162,11 @@ def cmd_stack_down(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synthwave", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show TensorFlow's native start-up and optimiser lines (hidden by default, as is "
+             "whatever TF_CPP_MIN_LOG_LEVEL, when you set it, would hide)",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser("ingest", help="videos -> sharded TFRecords (cached per video)")
@@ -232,6 +239,11 @@ class _UserErrorsWithoutTraceback(logging.Filter):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    elif "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # the user's own level wins
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
+        quiet_native_logs()
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(_UserErrorsWithoutTraceback())
     run: Callable[[argparse.Namespace], int] = args.run

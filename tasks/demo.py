@@ -1,12 +1,15 @@
 """Procedural synthwave clips: the embedded default dataset, made offline in seconds.
 
-Each clip is a gradient sky, a striped sun that rises, a mountain silhouette and a neon
-perspective grid scrolling towards the viewer; palette, speed and sun size vary per clip
-so the GAN has something to learn.
+Each clip is one scene drawn from a seeded random generator: a gradient sky with stars,
+clouds or neither, a striped sun (its size, height and colours), zero to two mountain
+ridges, and a neon perspective grid (its colour, density and speed). Within a clip the sun
+drifts, the grid scrolls, stars twinkle and clouds pass, so its frames differ too; the
+same seed renders the same clips, so the demo is reproducible.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -14,80 +17,144 @@ import numpy as np
 
 from synthwave.atomic import atomic_path
 
-# (sky top, sky horizon, sun top, sun bottom, grid, mountains) in BGR
-PALETTES = [
-    ((60, 10, 30), (140, 40, 230), (80, 230, 255), (120, 40, 255), (255, 60, 230), (50, 10, 40)),
-    ((40, 5, 10), (180, 60, 120), (60, 200, 255), (90, 60, 250), (255, 200, 40), (40, 20, 30)),
-    ((70, 20, 50), (90, 90, 255), (120, 255, 255), (60, 120, 255), (200, 80, 255), (60, 20, 60)),
-    ((30, 0, 20), (200, 30, 160), (90, 250, 250), (150, 50, 255), (120, 255, 120), (30, 10, 30)),
-]
+Colour = tuple[float, float, float]  # BGR, as OpenCV writes
 
 
-def _lerp(a: tuple[int, ...], b: tuple[int, ...], t: np.ndarray) -> np.ndarray:
+def _hsv(hue: float, saturation: float, value: float) -> Colour:
+    """A BGR colour from hue in degrees and saturation, value in [0, 1]."""
+    pixel = np.array([[[hue / 2 % 180, saturation * 255, value * 255]]], np.float32).astype(np.uint8)
+    return tuple(float(c) for c in cv2.cvtColor(pixel, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What one clip shows; sizes and positions are fractions of the frame's height or width."""
+
+    sky_top: Colour
+    sky_low: Colour
+    sun_top: Colour
+    sun_low: Colour
+    grid: Colour
+    floor: Colour
+    ridges: tuple[tuple[Colour, float, tuple[float, ...]], ...]  # colour, height, 3 frequencies and 3 phases
+    horizon: float
+    sun_radius: float
+    sun_x: float
+    sun_height: float  # of the sun's centre above the horizon, in radii
+    grid_columns: int
+    grid_speed: float  # rows passing per second
+    sky_detail: str  # "stars", "clouds" or "none"
+    seed: int
+
+
+def scene(clip: int, seed: int = 0) -> Scene:
+    """Clip `clip`'s scene: a different draw for every clip, the same for every run."""
+    rng = np.random.default_rng([seed, clip])
+    warm = rng.uniform(-40, 40)  # shifts the whole palette around magenta/orange
+    ridges = tuple(
+        (_hsv(rng.uniform(220, 300), rng.uniform(0.5, 0.9), rng.uniform(0.08, 0.3) * (1 + depth)),
+         rng.uniform(0.04, 0.16) / (1 + depth), (*rng.uniform(2, 12, 3), *rng.uniform(0, 6.3, 3)))
+        for depth in range(rng.integers(0, 3))
+    )  # fmt: skip
+    return Scene(
+        sky_top=_hsv(rng.uniform(230, 290), rng.uniform(0.6, 1), rng.uniform(0.1, 0.35)),
+        sky_low=_hsv(320 + warm, rng.uniform(0.5, 0.9), rng.uniform(0.7, 1)),
+        sun_top=_hsv(rng.uniform(40, 60), rng.uniform(0.5, 0.9), 1.0),
+        sun_low=_hsv(rng.uniform(330, 380), rng.uniform(0.7, 1), rng.uniform(0.85, 1)),
+        grid=_hsv(rng.choice([300, 180, 120, 30, 330]) + rng.uniform(-15, 15), 0.8, 1.0),
+        floor=_hsv(rng.uniform(250, 300), 0.8, rng.uniform(0.05, 0.15)),
+        ridges=ridges[::-1],  # far (lighter, taller) first, the near ridge drawn over it
+        horizon=rng.uniform(0.55, 0.7),
+        sun_radius=rng.uniform(0.12, 0.3),
+        sun_x=rng.uniform(0.25, 0.75),
+        sun_height=rng.uniform(-0.2, 0.9),
+        grid_columns=int(rng.integers(6, 14)),
+        grid_speed=rng.uniform(0.3, 1.5),
+        sky_detail=str(rng.choice(["stars", "clouds", "none"])),
+        seed=int(rng.integers(2**31)),
+    )
+
+
+def _lerp(a: Colour, b: Colour, t: np.ndarray) -> np.ndarray:
     a_, b_ = np.asarray(a, np.float32), np.asarray(b, np.float32)
     return a_ + (b_ - a_) * t[..., None]
 
 
-def render_frame(height: int, width: int, t: float, clip: int) -> np.ndarray:
-    """One BGR frame of clip `clip` at time `t` seconds."""
-    sky_top, sky_low, sun_top, sun_low, grid, hills = PALETTES[clip % len(PALETTES)]
-    horizon = int(height * 0.62)
-    rows = np.linspace(0, 1, horizon, dtype=np.float32)
-    frame = np.zeros((height, width, 3), np.float32)
-    frame[:horizon] = _lerp(sky_top, sky_low, rows)[:, None, :]
+def _sky(s: Scene, height: int, width: int, horizon: int, t: float) -> np.ndarray:
+    sky = np.repeat(_lerp(s.sky_top, s.sky_low, np.linspace(0, 1, horizon, dtype=np.float32))[:, None], width, 1)
+    rng = np.random.default_rng(s.seed)  # the same stars and clouds in every frame of the clip
+    if s.sky_detail == "stars":
+        count = width * horizon // 400
+        ys, xs = rng.integers(0, int(horizon * 0.7), count), rng.integers(0, width, count)
+        twinkle = 0.6 + 0.4 * np.sin(t * rng.uniform(1, 4, count) + rng.uniform(0, 6.3, count))
+        sky[ys, xs] = sky[ys, xs] * (1 - twinkle[:, None]) + 255 * twinkle[:, None]
+    elif s.sky_detail == "clouds":
+        yy, xx = np.mgrid[0:horizon, 0:width].astype(np.float32)
+        for _ in range(4):
+            cy, half_h = rng.uniform(0.1, 0.8) * horizon, rng.uniform(0.02, 0.06) * height
+            cx = (rng.uniform(0, 1) + t * rng.uniform(0.01, 0.04)) % 1.2 * width - 0.1 * width
+            half_w = rng.uniform(0.15, 0.35) * width
+            cover = np.clip(1 - ((yy - cy) / half_h) ** 2 - ((xx - cx) / half_w) ** 2, 0, 1)[..., None] * 0.6
+            sky = sky * (1 - cover) + np.asarray(s.sky_low, np.float32) * 1.1 * cover
+    return sky
 
-    # Sun: a disc rising slowly, with horizontal cut-out stripes in its lower half.
-    radius = height * (0.22 + 0.03 * (clip % 3))
-    cy = horizon - radius * (0.35 + 0.25 * (0.5 + 0.5 * np.sin(0.4 * t + clip)))
-    cx = width * (0.5 + 0.12 * np.sin(0.7 * clip))
+
+def render_frame(height: int, width: int, t: float, clip: int, seed: int = 0) -> np.ndarray:
+    """One BGR frame of clip `clip` at time `t` seconds."""
+    s = scene(clip, seed)
+    horizon = int(height * s.horizon)
+    frame = np.zeros((height, width, 3), np.float32)
+    frame[:horizon] = _sky(s, height, width, horizon, t)
+
+    # Sun: a disc drifting up and down, with horizontal cut-out stripes in its lower half.
+    radius = height * s.sun_radius
+    cy = horizon - radius * (s.sun_height + 0.15 * np.sin(0.5 * t + clip))
+    cx = width * s.sun_x
     yy, xx = np.mgrid[0:horizon, 0:width].astype(np.float32)
     inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-    rel = np.clip((yy - (cy - radius)) / (2 * radius), 0, 1)
-    stripe_phase = (yy - cy) / (radius * 0.18) + 1.5 * t
-    stripes = (yy > cy) & (np.sin(stripe_phase * np.pi) > 0.4)
-    sun = _lerp(sun_top, sun_low, rel)
+    stripes = (yy > cy) & (np.sin(((yy - cy) / (radius * 0.18) + 1.5 * t) * np.pi) > 0.4)
+    sun = _lerp(s.sun_top, s.sun_low, np.clip((yy - (cy - radius)) / (2 * radius), 0, 1))
     mask = inside & ~stripes
     frame[:horizon][mask] = sun[mask]
 
-    # Mountains: a jagged silhouette sitting on the horizon.
-    xs = np.arange(width, dtype=np.float32)
-    ridge = horizon - height * (
-        0.06 + 0.05 * np.abs(np.sin(xs / width * (5 + clip) + 0.3 * clip)) + 0.03 * np.sin(xs / width * 23)
-    )
-    hill_mask = yy >= ridge[None, :]
-    frame[:horizon][hill_mask] = hills
+    # Mountains: jagged ridges sitting on the horizon, the far one first.
+    xs = np.arange(width, dtype=np.float32) / width
+    for colour, ridge_height, (f1, f2, f3, p1, p2, p3) in s.ridges:
+        shape = np.abs(np.sin(xs * f1 + p1)) + 0.5 * np.abs(np.sin(xs * f2 * 2 + p2)) + 0.25 * np.sin(xs * f3 * 4 + p3)
+        ridge = horizon - height * ridge_height * shape / 1.75
+        frame[:horizon][yy >= ridge[None, :]] = colour
 
     # Floor: dark, with a neon grid in perspective scrolling towards the viewer.
-    frame[horizon:] = (20, 0, 15)
+    frame[horizon:] = s.floor
     out = np.clip(frame, 0, 255).astype(np.uint8)
     vanish_x, depth = width / 2, height - horizon
-    for k in range(-12, 13):  # lines converging on the vanishing point
-        x_bottom = int(vanish_x + k * width / 8)
-        cv2.line(out, (int(vanish_x + k * width / 80), horizon), (x_bottom, height - 1), grid, 1, cv2.LINE_AA)
-    speed = 0.6 + 0.2 * clip
+    for k in range(-2 * s.grid_columns, 2 * s.grid_columns + 1):  # lines converging on the vanishing point
+        x_bottom = int(vanish_x + k * width / s.grid_columns)
+        cv2.line(out, (int(vanish_x + k * width / (10 * s.grid_columns)), horizon), (x_bottom, height - 1),
+                 s.grid, 1, cv2.LINE_AA)  # fmt: skip
     for i in range(12):  # horizontal lines: z in (0, 1], spacing shrinks with distance
-        z = ((i + (t * speed) % 1.0) / 12) ** 2
-        y = int(horizon + z * depth)
-        cv2.line(out, (0, y), (width - 1, y), grid, 1, cv2.LINE_AA)
+        z = ((i + (t * s.grid_speed) % 1.0) / 12) ** 2
+        cv2.line(out, (0, int(horizon + z * depth)), (width - 1, int(horizon + z * depth)), s.grid, 1, cv2.LINE_AA)
     return out
 
 
 def render_demo_videos(
-    out_dir: Path, count: int = 3, seconds: float = 12.0, fps: int = 24, size: tuple[int, int] = (360, 640)
-) -> list[Path]:
-    """Write `count` clips to out_dir (skipping ones already there) and return their paths."""
+    out_dir: Path, count: int = 3, seconds: float = 12.0, fps: int = 24, size: tuple[int, int] = (360, 640),
+    seed: int = 0,
+) -> list[Path]:  # fmt: skip
+    """Write `count` clips of scenes drawn from `seed` to out_dir (skipping ones already there)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     height, width = size
     paths = []
     for clip in range(count):
-        path = out_dir / f"synthwave-{clip}.mp4"
+        path = out_dir / f"scene-{seed}-{clip:02d}.mp4"
         if not path.exists():
             with atomic_path(path) as tmp:
                 writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
                 if not writer.isOpened():
                     raise RuntimeError(f"OpenCV cannot write {tmp}: no mp4v encoder in this build")
                 for n in range(int(seconds * fps)):
-                    writer.write(render_frame(height, width, n / fps, clip))
+                    writer.write(render_frame(height, width, n / fps, clip, seed))
                 writer.release()
         paths.append(path)
     return paths

@@ -60,13 +60,15 @@ def test_ema_trails_the_generator() -> None:
     gan = make(ema_decay=decay)
     assert gan.ema_generator is not None
     assert all(np.array_equal(e, r) for e, r in zip(gan.ema_generator.get_weights(), gan.generator.get_weights()))
-    for i in range(2):
+    for i, done in enumerate([0, 1, 100]):
+        gan.step.assign(done)
         ema_before = values(gan.ema_generator.weights)
         gan.train_step(batch(i))
+        warm = min(decay, (1 + done) / (10 + done))  # the warm-up: 0.1 after no step, 0.9 from step 81 on
         for ema, raw, before in zip(gan.ema_generator.weights, gan.generator.weights, ema_before, strict=True):
             raw_now, ema_now = raw.numpy(), ema.numpy()
             if raw.trainable:
-                np.testing.assert_allclose(ema_now, raw_now + decay * (before - raw_now), rtol=1e-5, atol=1e-7)
+                np.testing.assert_allclose(ema_now, raw_now + warm * (before - raw_now), rtol=1e-5, atol=1e-7)
                 assert not np.array_equal(ema_now, raw_now)
                 # Closer to the generator than before the step.
                 assert np.abs(ema_now - raw_now).sum() < np.abs(before - raw_now).sum()
