@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -135,19 +136,26 @@ def stop(home: Path, timeout_s: float = 20) -> list[str]:
     return stopped
 
 
+def command(name: str) -> str:
+    """`name` as a user can type it: bare when PATH finds this environment's own, else its full path."""
+    own = Path(sys.executable).parent / name
+    return name if shutil.which(name) == str(own) else str(own)
+
+
 def next_steps(stack: Stack) -> str:
+    prefect, home = command("prefect"), stack.home.resolve()
     return f"""\
 Prefect UI: {stack.ui_url}
-Logs and pids: {stack.home}/logs, {stack.home}/pids
+Logs and pids: {home}/logs, {home}/pids
 
 Next:
   export PREFECT_API_URL={stack.api_url}     # point Prefect CLI commands at this server
-  prefect deployment run ingest/ingest --params '{{"sources": ["/path/to/video.mp4"]}}' --watch
-  prefect deployment run train/train --watch
+  {prefect} deployment run ingest/ingest --params '{{"sources": ["/path/to/video.mp4"]}}' --watch
+  {prefect} deployment run train/train --watch
   or in the UI: Deployments > train > Run > Quick run; a failed run's page has Retry.
-  Redeploy after editing deployments/prefect.yaml:
-  prefect deploy --all --prefect-file {PREFECT_FILE}
-Stop it all: synthwave stack down --home {stack.home}"""
+  Redeploy after editing deployments/prefect.yaml (from {REPO}):
+  {prefect} deploy --all --prefect-file {PREFECT_FILE}
+Stop it all: {command("synthwave")} stack down --home {home}"""
 
 
 # processes

@@ -104,3 +104,20 @@ def test_prefect_sends_no_telemetry_and_waits_for_its_first_server_unless_the_en
     env.update(PREFECT_SERVER_ANALYTICS_ENABLED="true", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="30")
     run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["True", "1", "30"]
+
+
+def test_the_stacks_hints_run_as_printed(tmp_path):
+    """Each command the hints name is one a shell finds: bare on PATH, else by its full path."""
+    from synthwave.stack import Stack, next_steps
+
+    stack = Stack(home=tmp_path / "stack", port=4299, env={})
+    hints = next_steps(stack)
+    commands = [line.split()[0] for line in hints.splitlines() if " deployment run " in line or " deploy --all" in line]
+    commands.append(hints.split("Stop it all: ")[1].split()[0])
+    assert len(commands) == 4
+    for name in commands:
+        found = shutil.which(name)
+        assert found and Path(found).name in ("prefect", "synthwave"), name
+    assert f"--home {(tmp_path / 'stack').resolve()}" in hints
+    stop = hints.split("Stop it all: ")[1].split()
+    assert subprocess.run([stop[0], "stack", "--help"], capture_output=True).returncode == 0
