@@ -1,10 +1,10 @@
 """Procedural synthwave clips: the embedded default dataset, made offline in seconds.
 
-Each clip is one scene drawn from a seeded random generator: a gradient sky with stars,
-clouds or neither, a striped sun (its size, height and colours), zero to two mountain
-ridges, and a neon perspective grid (its colour, density and speed). Within a clip the sun
-drifts, the grid scrolls, stars twinkle and clouds pass, so its frames differ too; the
-same seed renders the same clips, so the demo is reproducible.
+A clip is a run of shots, each a scene drawn from a seeded random generator: a gradient sky
+with stars, clouds or neither, a striped sun (its size, height and colours), zero to two
+mountain ridges, and a neon perspective grid (its colour, density and speed). Within a shot
+the sun drifts, the grid scrolls, stars twinkle and clouds pass; the next shot is a new
+scene, as in the cut-heavy videos the pipeline is for. The same seed renders the same clips.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ class Scene:
     seed: int
 
 
-def scene(clip: int, seed: int = 0) -> Scene:
-    """Clip `clip`'s scene: a different draw for every clip, the same for every run."""
-    rng = np.random.default_rng([seed, clip])
+def scene(index: int, seed: int = 0) -> Scene:
+    """Scene `index`: a different draw for every index, the same for every run."""
+    rng = np.random.default_rng([seed, index])
     warm = rng.uniform(-40, 40)  # shifts the whole palette around magenta/orange
     ridges = tuple(
         (_hsv(rng.uniform(220, 300), rng.uniform(0.5, 0.9), rng.uniform(0.08, 0.3) * (1 + depth)),
@@ -99,16 +99,16 @@ def _sky(s: Scene, height: int, width: int, horizon: int, t: float) -> np.ndarra
     return sky
 
 
-def render_frame(height: int, width: int, t: float, clip: int, seed: int = 0) -> np.ndarray:
-    """One BGR frame of clip `clip` at time `t` seconds."""
-    s = scene(clip, seed)
+def render_frame(height: int, width: int, t: float, index: int, seed: int = 0) -> np.ndarray:
+    """One BGR frame of scene `index`, `t` seconds into its shot."""
+    s = scene(index, seed)
     horizon = int(height * s.horizon)
     frame = np.zeros((height, width, 3), np.float32)
     frame[:horizon] = _sky(s, height, width, horizon, t)
 
     # Sun: a disc drifting up and down, with horizontal cut-out stripes in its lower half.
     radius = height * s.sun_radius
-    cy = horizon - radius * (s.sun_height + 0.15 * np.sin(0.5 * t + clip))
+    cy = horizon - radius * (s.sun_height + 0.15 * np.sin(0.5 * t + index))
     cx = width * s.sun_x
     yy, xx = np.mgrid[0:horizon, 0:width].astype(np.float32)
     inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
@@ -139,22 +139,24 @@ def render_frame(height: int, width: int, t: float, clip: int, seed: int = 0) ->
 
 
 def render_demo_videos(
-    out_dir: Path, count: int = 3, seconds: float = 12.0, fps: int = 24, size: tuple[int, int] = (360, 640),
-    seed: int = 0,
+    out_dir: Path, count: int = 3, shots: int = 4, shot_frames: int = 72, fps: int = 24,
+    size: tuple[int, int] = (360, 640), seed: int = 0,
 ) -> list[Path]:  # fmt: skip
-    """Write `count` clips of scenes drawn from `seed` to out_dir (skipping ones already there)."""
+    """Write `count` clips of `shots` shots of `shot_frames` frames each, scenes drawn from `seed`,
+    to out_dir (skipping clips already there)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     height, width = size
     paths = []
     for clip in range(count):
-        path = out_dir / f"scene-{seed}-{clip:02d}.mp4"
+        path = out_dir / f"shots-{seed}-{clip:02d}-{shots}x{shot_frames}-{height}x{width}.mp4"
         if not path.exists():
             with atomic_path(path) as tmp:
                 writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
                 if not writer.isOpened():
                     raise RuntimeError(f"OpenCV cannot write {tmp}: no mp4v encoder in this build")
-                for n in range(int(seconds * fps)):
-                    writer.write(render_frame(height, width, n / fps, clip, seed))
+                for shot in range(clip * shots, (clip + 1) * shots):
+                    for n in range(shot_frames):
+                        writer.write(render_frame(height, width, n / fps, shot, seed))
                 writer.release()
         paths.append(path)
     return paths
