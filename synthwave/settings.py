@@ -56,6 +56,11 @@ def _parse_hosts(value: object) -> object:
     return value
 
 
+def _parse_no_list(value: object) -> object:
+    """Accept "none" (as typed on the command line) for no list; "" stays an empty list."""
+    return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+
 HostList = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_parse_hosts)]
 
 
@@ -80,7 +85,7 @@ class DownloadSettings(Strict):
     max_duration_s: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
         6 * 3600.0, gt=0, description="Refuse a video longer than this (seconds; none: no limit)"
     )
-    allowed_hosts: HostList | None = Field(
+    allowed_hosts: Annotated[HostList | None, BeforeValidator(_parse_no_list)] = Field(
         None,
         description=(
             "Hosts a direct URL may fetch from, comma-separated (name, .suffix, IP or CIDR); "

@@ -131,6 +131,13 @@ def test_download_limits_from_the_command_line():
     assert ingest_settings(args).download.max_duration_s is None  # no limit, on purpose
 
 
+def test_allowed_hosts_none_means_any_public_host_as_its_help_says():
+    args = build_parser().parse_args(["ingest", "x.mp4", "--allowed-hosts", "none"])
+    assert ingest_settings(args).download.allowed_hosts is None
+    assert DownloadSettings(allowed_hosts="").allowed_hosts == ()  # an empty list still allows no host
+    assert DownloadSettings(allowed_hosts="none.example.org").allowed_hosts == ("none.example.org",)
+
+
 def test_an_image_size_the_generator_cannot_make_fails_before_anything_is_built(prefect_server, tmp_path):
     """ingest --size 33x43 (odd sides) then train: refused at once, naming --size, no run dir."""
     from flows.train import train
