@@ -94,6 +94,20 @@ class DownloadSettings(Strict):
         ),
     )
 
+    min_bytes_per_s: float = Field(
+        10_000, ge=0, description="Give up on a download averaging less than this after its first timeout_s; 0: no floor"
+    )
+    deadline_s: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
+        None, gt=0, description="Give up on a whole download after this; none: timeout_s + max_bytes / min_bytes_per_s"
+    )
+
+    def download_deadline_s(self) -> float | None:
+        """Seconds one whole download may take: deadline_s, or what max_bytes takes at the
+        minimum rate (None: no deadline, with neither)."""
+        if self.deadline_s is not None or not self.min_bytes_per_s:
+            return self.deadline_s
+        return self.timeout_s + self.max_bytes / self.min_bytes_per_s
+
     def output_digest(self) -> str:
         """Only what changes the downloaded bytes belongs in the cache key."""
         return hashlib.sha256(f"h{self.max_height}".encode()).hexdigest()[:12]
