@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     logger = get_run_logger()
     if not sources:
         raise ValueError("no sources given: pass YouTube URLs, http(s) URLs or local video files")
+    _check_writable(settings.data_dir)
 
     outcomes = _expand_playlists(sources, settings)
     with _task_runner(settings) as runner:
@@ -136,7 +138,13 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
             update_progress_artifact(progress, 100.0 * done / len(outcomes))
     _share_outcomes(outcomes)
 
-    dataset = _write_dataset(settings, list(outcomes.values()))
+    try:
+        dataset = _write_dataset(settings, list(outcomes.values()))
+    except OSError as exc:  # a full disk: the earlier dataset.json is intact (written atomically)
+        raise IngestFailed(
+            f"cannot write {settings.data_dir / 'dataset.json'} ({exc.strerror}): free space under the data "
+            "folder and rerun (finished videos are kept)"
+        ) from None
     if settings.storage is not None:  # after every manifest it names (published by their tasks)
         publish_file(settings.storage, settings.data_dir, dataset)
     _report(list(outcomes.values()))
@@ -146,6 +154,17 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
         raise IngestFailed(f"{len(failed)} of {len(outcomes)} sources failed: {lines}")
     logger.info("dataset: %s", dataset)
     return str(dataset)
+
+
+def _check_writable(data_dir: Path) -> None:
+    """A data folder that cannot be written (read-only, no permission) fails here in one line,
+    not halfway through the run."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to data dir {data_dir} ({exc.strerror}): give a writable --data-dir") from None
 
 
 @contextmanager

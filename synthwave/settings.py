@@ -180,7 +180,7 @@ class IngestSettings(Strict):
     data_dir: Path = Field(Path("data"), description="Downloads, shards and manifests live here")
     download: DownloadSettings = DownloadSettings()
     frames: FrameSettings = FrameSettings()
-    shard_mb: float = Field(100.0, gt=0, description="Target size of one TFRecord shard")
+    shard_mb: float = Field(100.0, gt=0, allow_inf_nan=False, description="Target size of one TFRecord shard")
     task_runner: Literal["threads", "dask"] = Field(
         "threads", description="Where videos are processed: a thread pool here, or Dask worker processes"
     )
@@ -219,9 +219,12 @@ class TrainSettings(Strict):
     # the DCGAN paper's 2e-4 for both nets measured 1.5x worse there, and a D lr of 4e-4 gave
     # finer texture but fewer modes.
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after each of D's blocks (the article's: 0.5)")
-    g_lr: float = Field(1e-3, gt=0, description="Generator's Adam lr (the article's)")
+    g_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Generator's Adam lr (the article's)")
     d_lr: float = Field(
-        1e-4, gt=0, description="Discriminator's Adam lr (the article's; TTUR, Heusel et al. 2017, puts d_lr > g_lr)"
+        1e-4,
+        gt=0,
+        allow_inf_nan=False,
+        description="Discriminator's Adam lr (the article's; TTUR, Heusel et al. 2017, puts d_lr > g_lr)"
     )
     beta_1: float = Field(0.5, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
@@ -240,7 +243,7 @@ class TrainSettings(Strict):
     minibatch_std: bool = Field(
         False, description="D sees the batch's feature spread (ProGAN's minibatch stddev), so look-alike samples stand out"
     )
-    r1_gamma: float = Field(0.0, ge=0, description="Weight of the R1 penalty on D's gradient at real images; 0: off")
+    r1_gamma: float = Field(0.0, ge=0, allow_inf_nan=False, description="Weight of the R1 penalty on D's gradient at real images; 0: off")
     augment: str = Field(
         "", description="DiffAugment policies for D's inputs, comma-separated: color,translation,cutout; '': none"
     )

@@ -4,7 +4,10 @@ content is listed once whatever names it was given under."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import pytest
 
 from flows.ingest import IngestFailed, ingest
 from gan.index import load_index
+from synthwave.errors import UserError
 from synthwave.settings import FrameSettings, IngestSettings
 from tests.reliability.helpers import assert_dataset_sound, gradient, make_video
 
@@ -64,3 +68,39 @@ def test_the_same_content_under_many_names_is_listed_once_and_each_failure_names
     assert "sound.mp4" in errors["sound.mp4"] and "sound.wav" not in errors["sound.mp4"]
     assert errors["sound.wav"] == f"same content as {tmp_path / 'sound.mp4'}, which failed"
     assert "2 of 8 sources failed" in str(caught.value)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 3 MB tmpfs; skipped where this process may not mount one (not root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_during_a_cached_ingest_is_one_line_and_keeps_the_index(prefect_server, small_disk, tmp_path):
+    data = small_disk / "data"
+    video = make_video(tmp_path / "clip.avi", [gradient(48, 64, i) for i in range(5)])
+    ingest([str(video)], settings(data))
+    before = (data / "dataset.json").read_text()
+    (small_disk / "filler").write_bytes(b"\0" * shutil.disk_usage(small_disk).free)
+
+    with pytest.raises(IngestFailed) as caught:
+        ingest([str(video)], settings(data))
+
+    assert "No space left on device" in str(caught.value) and "free space" in str(caught.value)
+    assert (data / "dataset.json").read_text() == before
+
+
+def test_a_read_only_data_dir_is_one_line(prefect_server, small_disk, tmp_path):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    video = make_video(tmp_path / "clip.avi", [gradient(48, 64, i) for i in range(5)])
+    with pytest.raises(UserError, match=r"^cannot write to data dir .*: give a writable --data-dir$"):
+        ingest([str(video)], settings(small_disk))
