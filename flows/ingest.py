@@ -141,6 +141,8 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     try:
         dataset = _write_dataset(settings, list(outcomes.values()))
     except OSError as exc:  # a full disk: the earlier dataset.json is intact (written atomically)
+        if exc.errno != errno.ENOSPC:
+            raise
         raise IngestFailed(
             f"cannot write {settings.data_dir / 'dataset.json'} ({exc.strerror}): free space under the data "
             "folder and rerun (finished videos are kept)"

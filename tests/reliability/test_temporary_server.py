@@ -67,6 +67,7 @@ def test_kill_9_of_an_ingest_ends_its_temporary_server(video_server, sample_vide
         cli.wait()
         wait_until(lambda: not any(map(alive, servers)), "the temporary server end with the killed ingest", 30)
     finally:
+        servers = servers or [pid for pid in children(cli.pid) if is_server(pid)]
         cli.kill()
         for pid in filter(alive, servers):  # on failure: not left running by the test either
             os.kill(pid, signal.SIGKILL)
