@@ -1,10 +1,14 @@
-"""The ingest steps' file locks under contention: many threads, one key, no error, no overlap."""
+"""The ingest steps' file locks under contention: many threads and processes, one key, no error,
+no overlap."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from tasks.locks import ProcessLockManager
 
@@ -57,3 +61,38 @@ def test_a_lock_held_here_is_seen_locked_and_refused_to_another_holder(tmp_path)
     assert not theirs.acquire_lock("k", "b", acquire_timeout=0.2)
     ours.release_lock("k", "a")
     assert theirs.acquire_lock("k", "b", acquire_timeout=0.2)
+
+
+def _count_under_the_lock(folder: str, counter: str, threads: int, rounds: int) -> int:
+    """In a process of its own: `threads` threads each add 1 to the file `counter`, `rounds`
+    times, under the lock; a read-modify-write that only stays exact if no one else is inside."""
+    errors = []
+
+    def contend() -> None:
+        locks = ProcessLockManager(lock_files_directory=Path(folder))
+        for _ in range(rounds):
+            holder = str(uuid.uuid4())
+            try:
+                assert locks.acquire_lock("k", holder)
+                value = int(Path(counter).read_text() or 0)
+                Path(counter).write_text(str(value + 1))
+                locks.release_lock("k", holder)
+            except BaseException as error:  # noqa: BLE001  (counted)
+                errors.append(error)
+
+    workers = [threading.Thread(target=contend) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return len(errors)
+
+
+def test_processes_contending_for_one_key_never_overlap(tmp_path):
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    spawn = multiprocessing.get_context("spawn")  # as Dask's worker processes start
+    with concurrent.futures.ProcessPoolExecutor(3, mp_context=spawn) as pool:
+        jobs = [pool.submit(_count_under_the_lock, str(tmp_path / "locks"), str(counter), 4, 50) for _ in range(3)]
+        errors = [job.result() for job in jobs]
+    assert errors == [0, 0, 0] and counter.read_text() == str(3 * 4 * 50)
