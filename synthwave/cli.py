@@ -80,7 +80,8 @@ def _read_sources(args: argparse.Namespace) -> list[str]:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
-            raise SystemExit(f"error: sources file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            where = f"{exc.reason} at byte {exc.start}"
+            raise SystemExit(f"error: sources file {path} is not UTF-8 text ({where}): save it as UTF-8") from None
         lines = (line.strip() for line in text.splitlines())
         sources += [line for line in lines if line and not line.startswith("#")]
     if not sources:

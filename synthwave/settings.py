@@ -95,7 +95,7 @@ class DownloadSettings(Strict):
     )
 
     min_bytes_per_s: float = Field(
-        10_000, ge=0, description="Give up on a download averaging less than this after its first timeout_s; 0: no floor"
+        10_000, ge=0, description="Give up on a download averaging less (bytes/s) after its first timeout_s; 0: none"
     )
     deadline_s: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
         None, gt=0, description="Give up on a whole download after this; none: timeout_s + max_bytes / min_bytes_per_s"
@@ -243,7 +243,9 @@ class TrainSettings(Strict):
     minibatch_std: bool = Field(
         False, description="D sees the batch's feature spread (ProGAN's minibatch stddev), so look-alike samples stand out"
     )
-    r1_gamma: float = Field(0.0, ge=0, allow_inf_nan=False, description="Weight of the R1 penalty on D's gradient at real images; 0: off")
+    r1_gamma: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Weight of the R1 penalty on D's gradient at real images; 0: off"
+    )
     augment: str = Field(
         "", description="DiffAugment policies for D's inputs, comma-separated: color,translation,cutout; '': none"
     )
