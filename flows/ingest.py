@@ -9,6 +9,8 @@ Cached, only what failed runs again.
 from __future__ import annotations
 
 import errno
+import json
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ class Outcome:
     title: str = ""
     manifest: Path | None = None
     error: str = ""
+    same_as: str = ""  # an earlier source of the same content (key), which this one shares
 
 
 def _submit(source: Source, settings: IngestSettings, runner: TaskRunner) -> tuple[PrefectFuture, PrefectFuture]:
@@ -95,10 +98,12 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     logger = get_run_logger()
     if not sources:
         raise ValueError("no sources given: pass YouTube URLs, http(s) URLs or local video files")
+    _check_writable(settings.data_dir)
 
     outcomes = _expand_playlists(sources, settings)
     with _task_runner(settings) as runner:
         pending: dict[PrefectFuture, tuple[str, PrefectFuture]] = {}
+        first_of: dict[str, str] = {}  # key -> the first source of that content
         for text, outcome in outcomes.items():
             if outcome.error:  # a playlist that could not be listed
                 continue
@@ -108,6 +113,10 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
                 outcome.error = str(exc)
                 continue
             outcome.key = source.key
+            if source.key in first_of:  # the same file under another name: made once, listed once
+                outcome.same_as = first_of[source.key]
+                continue
+            first_of[source.key] = text
             shards, video = _submit(source, settings, runner)
             pending[shards] = (text, video)
 
@@ -127,8 +136,17 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
                 logger.error("%s failed: %s", text, outcome.error)
             done += 1
             update_progress_artifact(progress, 100.0 * done / len(outcomes))
+    _share_outcomes(outcomes)
 
-    dataset = _write_dataset(settings, list(outcomes.values()))
+    try:
+        dataset = _write_dataset(settings, list(outcomes.values()))
+    except OSError as exc:  # a full disk: the earlier dataset.json is intact (written atomically)
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise IngestFailed(
+            f"cannot write {settings.data_dir / 'dataset.json'} ({exc.strerror}): free space under the data "
+            "folder and rerun (finished videos are kept)"
+        ) from None
     if settings.storage is not None:  # after every manifest it names (published by their tasks)
         publish_file(settings.storage, settings.data_dir, dataset)
     _report(list(outcomes.values()))
@@ -138,6 +156,17 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
         raise IngestFailed(f"{len(failed)} of {len(outcomes)} sources failed: {lines}")
     logger.info("dataset: %s", dataset)
     return str(dataset)
+
+
+def _check_writable(data_dir: Path) -> None:
+    """A data folder that cannot be written (read-only, no permission) fails here in one line,
+    not halfway through the run."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to data dir {data_dir} ({exc.strerror}): give a writable --data-dir") from None
 
 
 @contextmanager
@@ -184,48 +213,78 @@ def _expand_playlists(sources: list[str], settings: IngestSettings) -> dict[str,
     return outcomes
 
 
+def _share_outcomes(outcomes: dict[str, Outcome]) -> None:
+    """Give each duplicate source the outcome of the first source of its content; a failure
+    names the duplicate as the user gave it, and the source that was processed."""
+    for outcome in outcomes.values():
+        if outcome.same_as:
+            first = outcomes[outcome.same_as]
+            outcome.title, outcome.manifest = first.title, first.manifest
+            if first.error:
+                outcome.error = f"same content as {first.source}, which failed"
+
+
 _WHERE_IT_RAN = {"data_dir", "task_runner", "workers", "dask_address", "storage"}
 
 
 def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
-    """dataset.json: the shards of every source that succeeded, paths relative to data_dir,
-    and the rule that holds frames out for evaluation (part of the dataset, not of a run)."""
+    """dataset.json: the shards of every video that succeeded, in this run or an earlier one
+    with the same frame settings (a failed run never takes a video out), one entry per
+    content key, paths relative to data_dir; and the rule that holds frames out for
+    evaluation (part of the dataset, not of a run)."""
     from gan.index import Holdout  # no TensorFlow: gan/index.py reads JSON only
 
     data_dir = settings.data_dir.resolve()
-    videos = []
+    path = data_dir / "dataset.json"
+    earlier = _earlier_videos(path, settings)
+    videos = dict(earlier or {})
     for outcome in outcomes:
-        if outcome.manifest is None:
+        if outcome.manifest is None or outcome.same_as:
             continue
         manifest = load_manifest(outcome.manifest)
         folder = outcome.manifest.resolve().parent.relative_to(data_dir)
-        videos.append(
-            {
-                "key": manifest["video_key"],
-                "source": outcome.source,
-                "title": outcome.title,
-                "frames": manifest["frames"],
-                "shape": [manifest["height"], manifest["width"], manifest["channels"]],
-                "manifest": str(folder / "manifest.json"),
-                "shards": [str(folder / shard["file"]) for shard in manifest["shards"]],
-            }
-        )
-    shapes = {tuple(video["shape"]) for video in videos}
-    path = data_dir / "dataset.json"
+        videos[manifest["video_key"]] = {
+            "key": manifest["video_key"],
+            "source": outcome.source,
+            "title": outcome.title,
+            "frames": manifest["frames"],
+            "shape": [manifest["height"], manifest["width"], manifest["channels"]],
+            "manifest": str(folder / "manifest.json"),
+            "shards": [str(folder / shard["file"]) for shard in manifest["shards"]],
+        }
+    if earlier is None and not videos and path.is_file():
+        return path  # another dataset, and nothing made here to replace it with: keep it
+    shapes = {tuple(video["shape"]) for video in videos.values()}
     write_json(
         path,
         {
             "version": 1,
-            "frames": sum(video["frames"] for video in videos),
+            "frames": sum(video["frames"] for video in videos.values()),
             "shape": list(shapes.pop()) if len(shapes) == 1 else None,
             # What made the frames, not where the run happened: the same dataset from threads or Dask.
             "settings": settings.model_dump(mode="json", exclude=_WHERE_IT_RAN),
             "holdout": Holdout().to_json(),
-            "videos": videos,
+            "videos": list(videos.values()),
             "failed": [{"source": o.source, "error": o.error} for o in outcomes if o.error],
         },
     )
     return path
+
+
+def _earlier_videos(path: Path, settings: IngestSettings) -> dict[str, dict] | None:
+    """The videos dataset.json lists whose manifest is still there, by key, if it was made
+    with these frame settings ({} if there is none); None if it describes other frames or
+    is unreadable."""
+    try:
+        earlier = json.loads(path.read_text())
+        same = earlier["settings"]["frames"] == settings.frames.model_dump(mode="json")
+        videos = {v["key"]: v for v in earlier["videos"] if (path.parent / v["manifest"]).is_file()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        get_run_logger().warning("%s is unreadable (%s): this run's videos replace it", path, exc)
+        return None
+    return videos if same else None
 
 
 def _report(outcomes: list[Outcome]) -> None:

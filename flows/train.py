@@ -10,7 +10,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.artifacts import TrainingArtifacts
-from gan.index import load_index
+from gan.index import load_index, verify_shards
+from gan.loop import check_image_size
 from gan.loop import train as train_loop
 from gan.walk import FILENAME, STRIP_FILENAME, save_strip, write_walk
 from synthwave.settings import TrainSettings, WalkSettings
@@ -26,6 +27,8 @@ def train(settings: TrainSettings = TrainSettings()) -> str:
         staged, pulled = stage_dataset(settings.storage, settings.data_dir), mirror.pull()
         logger.info("%s: %d shard(s) downloaded, %d run file(s) pulled", settings.storage.url, staged, pulled)
     index = load_index(settings.data_dir)
+    check_image_size(settings, index.shape)  # a size the models cannot have is refused before any hashing
+    verify_shards(settings.data_dir, index)  # a damaged shard is named now, not as a DataLossError mid-run
     logger.info("training on %d frames of %s from %d shards", index.frames, index.shape, len(index.shards))
     artifacts = TrainingArtifacts(settings)
     progress = artifacts if mirror is None else mirror.after(artifacts)  # uploads after each checkpoint

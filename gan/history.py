@@ -8,11 +8,16 @@ elsewhere. A history written before they existed loads with them empty.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow
 
 from synthwave.atomic import atomic_open
+
+logger = logging.getLogger(__name__)
 
 SWD_LEVELS = 4  # pyramid levels with a column; a smaller image leaves the coarsest ones NaN
 COLUMNS = {
@@ -41,8 +46,7 @@ class History:
 
     def __init__(self, path: Path):
         self.path = path
-        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame()
-        self.frame = frame.reindex(columns=list(COLUMNS))
+        self.frame = _read(path).reindex(columns=list(COLUMNS))
         self._rows: list[dict] = []
 
     def truncate(self, last_step: int) -> None:
@@ -65,3 +69,19 @@ class History:
         with atomic_open(self.path, "wb") as handle:
             table.to_parquet(handle, index=False)
         return table
+
+
+def _read(path: Path) -> pd.DataFrame:
+    """The history on disk (empty if none). A damaged one (cut short, overwritten) is moved
+    aside to `<name>.damaged` with a warning, and the run goes on: the checkpoint holds the
+    step, so only the loss rows before it are lost, not the training."""
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pyarrow.ArrowException) as error:
+        aside = path.with_name(f"{path.name}.damaged")
+        os.replace(path, aside)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        logger.warning("%s is damaged (%s): moved to %s; the history goes on from the checkpoint", path, reason, aside)
+        return pd.DataFrame()

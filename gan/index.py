@@ -4,11 +4,16 @@ and which of their frames are held out for evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthwave.atomic import write_json
+from synthwave.digest import file_sha256
 from synthwave.errors import UserError
+
+_VERIFIED = ".verified.json"  # in data_dir: shard -> [size, mtime_ns, sha256] when it last matched
 
 
 class DatasetError(UserError, ValueError):
@@ -44,6 +49,7 @@ class DatasetIndex:
     shape: tuple[int, int, int]
     frames: int
     holdout: Holdout = Holdout()
+    manifests: tuple[str, ...] = ()  # one per video: what its shards must hold
 
 
 def _holdout(path: Path, record: dict | None) -> Holdout:
@@ -58,18 +64,77 @@ def load_index(data_dir: Path) -> DatasetIndex:
     path = data_dir / "dataset.json"
     if not path.is_file():
         raise DatasetError(f"{path} not found: run `synthwave ingest --data-dir {data_dir} ...` first")
-    index = json.loads(path.read_text())
-    videos = index.get("videos", [])
-    shards = [str(data_dir / shard) for video in videos for shard in video["shards"]]
-    if not shards or index["frames"] == 0:
+    try:
+        index = json.loads(path.read_text())
+        videos = index.get("videos", [])
+        shards = [_inside(data_dir, path, shard) for video in videos for shard in video["shards"]]
+        manifests = tuple(_inside(data_dir, path, video["manifest"]) for video in videos)
+        frames, shapes = index["frames"], {tuple(video["shape"]) for video in videos}
+    except DatasetError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DatasetError(f"{path} is not a dataset index ({type(exc).__name__}: {exc}): rerun ingest") from None
+    if not shards or frames == 0:
         raise DatasetError(f"{path} lists no frames: ingest at least one video that succeeds")
     missing = [shard for shard in shards if not Path(shard).is_file()]
     if missing:
         raise DatasetError(f"{path} lists {len(missing)} missing shard(s), e.g. {missing[0]}: rerun ingest")
-    shapes = {tuple(video["shape"]) for video in videos}
     if len(shapes) > 1:
         sizes = ", ".join(f"{v['key']}: {v['shape'][0]}x{v['shape'][1]}" for v in videos)
         raise DatasetError(f"{path} mixes image sizes ({sizes}): re-ingest with --size HxW")
     return DatasetIndex(
-        shards=shards, shape=shapes.pop(), frames=index["frames"], holdout=_holdout(path, index.get("holdout"))
+        shards=shards, shape=shapes.pop(), frames=frames, holdout=_holdout(path, index.get("holdout")),
+        manifests=manifests,
     )
+
+
+def _inside(data_dir: Path, index: Path, relative: str) -> str:
+    """`relative` under data_dir; a path that leads out of it (../, absolute) is refused."""
+    path = data_dir / relative
+    if not path.resolve().is_relative_to(data_dir.resolve()):
+        raise DatasetError(f"{index} lists {relative!r}, outside {data_dir}: rerun ingest to rewrite it")
+    return str(path)
+
+
+def verify_shards(data_dir: Path, index: DatasetIndex) -> None:
+    """Refuse, naming the file, a shard that is not what its manifest says, before training
+    reads it: its size first, then its sha256 where the file changed since it last matched
+    (recorded in data_dir/.verified.json, so a rerun hashes only what changed; a read-only
+    data folder just hashes every time)."""
+    record_path = data_dir / _VERIFIED
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        record = {}
+    fresh = {}
+    for manifest_path in map(Path, index.manifests):
+        try:
+            listed = json.loads(manifest_path.read_text())["shards"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"manifest {manifest_path} is unreadable ({exc}): {_REINGEST}") from None
+        for shard in listed:
+            path = manifest_path.parent / shard["file"]
+            key = str(path.relative_to(data_dir))
+            fresh[key] = _verified(path, shard, record.get(key))
+    if fresh != record:
+        with contextlib.suppress(OSError):
+            write_json(record_path, fresh)
+
+
+_REINGEST = "rerun `synthwave ingest` with the same sources and settings, which rewrites it"
+
+
+def _verified(path: Path, shard: dict, last: list | None) -> list:
+    """[size, mtime_ns, sha256] of a shard that matches its manifest entry; DatasetError if not."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise DatasetError(f"shard {path} is missing ({exc.strerror}): {_REINGEST}") from None
+    if stat.st_size != shard["bytes"]:
+        raise DatasetError(
+            f"shard {path} is damaged ({stat.st_size} bytes, its manifest says {shard['bytes']}): {_REINGEST}"
+        )
+    seen = [stat.st_size, stat.st_mtime_ns, shard["sha256"]]
+    if last != seen and file_sha256(path) != shard["sha256"]:
+        raise DatasetError(f"shard {path} is damaged (its sha256 is not its manifest's): {_REINGEST}")
+    return seen

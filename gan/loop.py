@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from gan import checkpoints
 from gan.data import holdout_images, image_dataset
 from gan.distribute import replica_devices
 from gan.history import SWD_LEVELS, History
 from gan.images import save_grid
 from gan.index import DatasetError, Holdout
 from gan.metrics import MIN_SIDE, mode_collapse, ms_ssim_diversity, sliced_wasserstein
-from gan.models import upsampling_plan
+from gan.models import MIN_BASE, upsampling_plan
 from gan.plots import plot_losses, plot_quality
 from gan.run import RunDir, RunDirError
 from gan.step import DCGAN
@@ -74,11 +75,20 @@ def check_image_size(settings: TrainSettings, image_shape: tuple[int, int, int])
     try:
         upsampling_plan(height, width, settings.max_blocks)
     except ValueError as exc:
-        even = f"{height + height % 2}x{width + width % 2}"
-        raise ImageSizeError(
-            f"cannot train on {height}x{width} images ({exc}): re-ingest with --size HxW, both sides "
-            f"even (e.g. --size {even}), into another --data-dir"
-        ) from None
+        fix = _size_fix(height, width, settings)
+        raise ImageSizeError(f"cannot train on {height}x{width} images ({exc}): {fix}") from None
+
+
+def _size_fix(height: int, width: int, settings: TrainSettings) -> str:
+    """What would train on images of this size: fewer blocks, else another size."""
+    for blocks in range(settings.max_blocks - 1, 0, -1):
+        try:
+            upsampling_plan(height, width, blocks)
+        except ValueError:
+            continue
+        return f"set --max-blocks {blocks}"
+    even = f"{max(height + height % 2, 2 * MIN_BASE)}x{max(width + width % 2, 2 * MIN_BASE)}"
+    return f"re-ingest with --size HxW, both sides even (e.g. --size {even}), into another --data-dir"
 
 
 def fixed_noise(settings: TrainSettings) -> tf.Tensor:
@@ -114,20 +124,12 @@ def evaluate(fake: np.ndarray, real: np.ndarray, real_ms_ssim: float, step: int 
 
 
 def build(settings: TrainSettings, image_shape: tuple[int, int, int]) -> tuple[DCGAN, tf.train.CheckpointManager]:
-    """The model and its checkpoint manager, restored from the run's latest checkpoint if any."""
-    gan = DCGAN(settings, image_shape)
-    manager = tf.train.CheckpointManager(
-        gan.checkpoint(), str(RunDir(settings.run_dir).checkpoints), max_to_keep=settings.keep_checkpoints
-    )
-    if manager.latest_checkpoint:
-        try:
-            manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        except Exception as error:  # shapes, missing objects, damaged files: each raises its own type
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise RunDirError(
-                f"checkpoint {manager.latest_checkpoint} does not restore into this model ({reason}): it was "
-                "written by another version of synthwave or is damaged; use that version or another --run-dir"
-            ) from error
+    """The model and its checkpoint manager, restored from the run's newest checkpoint that
+    restores, if any (gan/checkpoints.py)."""
+    directory = RunDir(settings.run_dir).checkpoints
+    checkpoints.sweep_partial_saves(directory)
+    gan = checkpoints.restore_newest(lambda: DCGAN(settings, image_shape), directory)
+    manager = tf.train.CheckpointManager(gan.checkpoint(), str(directory), max_to_keep=settings.keep_checkpoints)
     return gan, manager
 
 
@@ -213,7 +215,7 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
             plot_losses(table, run.loss_plot)
             if quality:
                 plot_quality(table, run.quality_plot)
-            saved = manager.save(checkpoint_number=step) if checkpoint else None
+            saved = checkpoints.save(manager, step) if checkpoint else None
             writer.flush()
             progress = Progress(step, settings.steps, run, grid=grid, checkpoint=saved, history=table,
                                 evaluated=bool(quality))

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from synthwave.ephemeral import tie_temporary_server
 from synthwave.errors import UserError
 from synthwave.quiet import quiet_native_logs
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings, WalkSettings
@@ -79,7 +80,12 @@ def _read_sources(args: argparse.Namespace) -> list[str]:
         path = Path(args.sources_file)
         if not path.is_file():
             raise SystemExit(f"error: sources file {path} not found: give a text file with one source per line")
-        lines = (line.strip() for line in path.read_text().splitlines())
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            where = f"{exc.reason} at byte {exc.start}"
+            raise SystemExit(f"error: sources file {path} is not UTF-8 text ({where}): save it as UTF-8") from None
+        lines = (line.strip() for line in text.splitlines())
         sources += [line for line in lines if line and not line.startswith("#")]
     if not sources:
         raise SystemExit("error: no sources: give SOURCE arguments or --sources-file")
@@ -89,9 +95,10 @@ def _read_sources(args: argparse.Namespace) -> list[str]:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import IngestFailed, ingest
 
-    settings = ingest_settings(args)
+    settings, sources = ingest_settings(args), _read_sources(args)
+    tie_temporary_server()
     try:
-        dataset = ingest(_read_sources(args), settings)
+        dataset = ingest(sources, settings)
     except IngestFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -102,7 +109,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from flows.train import train
 
-    print(f"run directory: {train(train_settings(args))}")
+    settings = train_settings(args)
+    tie_temporary_server()
+    print(f"run directory: {train(settings)}")
     return 0
 
 
@@ -136,6 +145,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import demo
 
+    tie_temporary_server()
     demo(Path(args.dir), steps=args.steps)
     return 0
 

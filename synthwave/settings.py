@@ -57,6 +57,11 @@ def _parse_hosts(value: object) -> object:
     return value
 
 
+def _parse_no_list(value: object) -> object:
+    """Accept "none" (as typed on the command line) for no list; "" stays an empty list."""
+    return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+
 HostList = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_parse_hosts)]
 
 
@@ -81,7 +86,7 @@ class DownloadSettings(Strict):
     max_duration_s: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
         6 * 3600.0, gt=0, description="Refuse a video longer than this (seconds; none: no limit)"
     )
-    allowed_hosts: HostList | None = Field(
+    allowed_hosts: Annotated[HostList | None, BeforeValidator(_parse_no_list)] = Field(
         None,
         description=(
             "Hosts a direct URL may fetch from, comma-separated (name, .suffix, IP or CIDR); "
@@ -89,6 +94,20 @@ class DownloadSettings(Strict):
             "link-local addresses only when listed"
         ),
     )
+
+    min_bytes_per_s: float = Field(
+        10_000, ge=0, description="Give up on a download averaging less (bytes/s) after its first timeout_s; 0: none"
+    )
+    deadline_s: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
+        None, gt=0, description="Give up on a whole download after this; none: timeout_s + max_bytes / min_bytes_per_s"
+    )
+
+    def download_deadline_s(self) -> float | None:
+        """Seconds one whole download may take: deadline_s, or what max_bytes takes at the
+        minimum rate (None: no deadline, with neither)."""
+        if self.deadline_s is not None or not self.min_bytes_per_s:
+            return self.deadline_s
+        return self.timeout_s + self.max_bytes / self.min_bytes_per_s
 
     def output_digest(self) -> str:
         """Only what changes the downloaded bytes belongs in the cache key."""
@@ -162,7 +181,7 @@ class IngestSettings(Strict):
     data_dir: Path = Field(Path("data"), description="Downloads, shards and manifests live here")
     download: DownloadSettings = DownloadSettings()
     frames: FrameSettings = FrameSettings()
-    shard_mb: float = Field(100.0, gt=0, description="Target size of one TFRecord shard")
+    shard_mb: float = Field(100.0, gt=0, allow_inf_nan=False, description="Target size of one TFRecord shard")
     task_runner: Literal["threads", "dask"] = Field(
         "threads", description="Where videos are processed: a thread pool here, or Dask worker processes"
     )
@@ -201,9 +220,12 @@ class TrainSettings(Strict):
     # the DCGAN paper's 2e-4 for both nets measured 1.5x worse there, and a D lr of 4e-4 gave
     # finer texture but fewer modes.
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after each of D's blocks (the article's: 0.5)")
-    g_lr: float = Field(1e-3, gt=0, description="Generator's Adam lr (the article's)")
+    g_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Generator's Adam lr (the article's)")
     d_lr: float = Field(
-        1e-4, gt=0, description="Discriminator's Adam lr (the article's; TTUR, Heusel et al. 2017, puts d_lr > g_lr)"
+        1e-4,
+        gt=0,
+        allow_inf_nan=False,
+        description="Discriminator's Adam lr (the article's; TTUR, Heusel et al. 2017, puts d_lr > g_lr)"
     )
     beta_1: float = Field(0.5, ge=0, lt=1)
     beta_2: float = Field(0.999, ge=0, lt=1)
@@ -222,7 +244,9 @@ class TrainSettings(Strict):
     minibatch_std: bool = Field(
         False, description="D sees the batch's feature spread (ProGAN's minibatch stddev), so look-alike samples stand out"
     )
-    r1_gamma: float = Field(0.0, ge=0, description="Weight of the R1 penalty on D's gradient at real images; 0: off")
+    r1_gamma: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Weight of the R1 penalty on D's gradient at real images; 0: off"
+    )
     augment: str = Field(
         "", description="DiffAugment policies for D's inputs, comma-separated: color,translation,cutout; '': none"
     )

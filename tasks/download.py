@@ -25,6 +25,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 import urllib.error
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,7 +52,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MAX_REDIRECTS = 10
 # Always allowed, with their subdomains: YouTube sources never leave these.
 _YOUTUBE_DOMAINS = ("youtube.com", "youtu.be", "youtube-nocookie.com", "googlevideo.com")
-_CHUNK = 1 << 20
 _RETRY_STATUS = {408, 425, 429}  # and every 5xx
 _VIDEO_SUFFIXES = {
     ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".flv", ".ts", ".mpg", ".mpeg", ".3gp", ".ogv",
@@ -226,6 +226,28 @@ def _status_error(source: Source, status: int, detail: str) -> DownloadError:
     return (TransientDownloadError if retry else PermanentDownloadError)(f"{source.location}: {detail}")
 
 
+class _Pace:
+    """The whole-download deadline and the minimum average rate, checked as bytes arrive: a
+    per-read timeout alone lets a server that drips a byte at a time hold a worker forever."""
+
+    def __init__(self, source: Source, settings: DownloadSettings) -> None:
+        self.where, self.settings = source.location, settings
+        self.deadline = settings.download_deadline_s()
+        self.start = time.monotonic()
+
+    def check(self, received: int) -> None:
+        elapsed = time.monotonic() - self.start
+        if self.deadline is not None and elapsed > self.deadline:
+            raise TransientDownloadError(
+                f"{self.where}: not finished after {elapsed:.0f} s ({received} bytes; deadline_s is {self.deadline:g})"
+            )
+        rate = self.settings.min_bytes_per_s
+        if elapsed > self.settings.timeout_s and received < rate * elapsed:
+            raise TransientDownloadError(
+                f"{self.where}: too slow ({received} bytes in {elapsed:.0f} s; min_bytes_per_s is {rate:g})"
+            )
+
+
 # -- http(s) ---------------------------------------------------------------------------------
 
 
@@ -278,14 +300,15 @@ def _check_response(source: Source, settings: DownloadSettings, response: httpx.
 
 
 def _save(source: Source, settings: DownloadSettings, response: httpx.Response, path: Path) -> None:
-    written = 0
+    written, pace = 0, _Pace(source, settings)
     with open(path, "wb") as out:
-        for chunk in response.iter_bytes(_CHUNK):
+        for chunk in response.iter_bytes():  # as they arrive: a 1 MB chunk would wait for 1 MB
             written += len(chunk)
             if written > settings.max_bytes:  # no or a lying Content-Length
                 raise PermanentDownloadError(
                     f"{source.location}: too large (over max_bytes, {settings.max_bytes} bytes)"
                 )
+            pace.check(written)
             out.write(chunk)
 
 
@@ -454,7 +477,7 @@ def _ytdlp_options(source: Source, settings: DownloadSettings, staging: Path) ->
             kind: lambda n: settings.retry_delay_s * 2**n for kind in ("http", "fragment")
         },
         "max_filesize": settings.max_bytes,  # checked against Content-Length up front
-        "progress_hooks": [_ytdlp_size_guard(source, settings.max_bytes)],  # and while streaming
+        "progress_hooks": [_ytdlp_guard(source, settings)],  # size and pace, while streaming
         # Before any media request, from the video's metadata.
         "match_filter": _ytdlp_duration_guard(source, settings.max_duration_s),
         "js_runtimes": _js_runtimes(),
@@ -479,12 +502,16 @@ def _ytdlp_duration_guard(source: Source, limit: float | None) -> Callable[..., 
     return match_filter
 
 
-def _ytdlp_size_guard(source: Source, max_bytes: int) -> Callable[[dict[str, Any]], None]:
+def _ytdlp_guard(source: Source, settings: DownloadSettings) -> Callable[[dict[str, Any]], None]:
+    pace = _Pace(source, settings)
+
     def hook(progress: dict[str, Any]) -> None:
-        if (progress.get("downloaded_bytes") or 0) > max_bytes:
+        received = progress.get("downloaded_bytes") or 0
+        if received > settings.max_bytes:
             raise PermanentDownloadError(
-                f"{source.location}: too large (over max_bytes, {max_bytes} bytes)"
+                f"{source.location}: too large (over max_bytes, {settings.max_bytes} bytes)"
             )
+        pace.check(received)
 
     return hook
 
@@ -561,7 +588,7 @@ def _pick_stream(streams: list[Stream], max_height: int) -> Stream | None:
 
 def _fetch_pytube(source: Source, settings: DownloadSettings, staging: Path) -> tuple[Path, str]:
     where = source.location
-    streamed = 0
+    streamed, pace = 0, _Pace(source, settings)
 
     def size_guard(stream: Stream, chunk: bytes, bytes_remaining: int) -> None:
         nonlocal streamed
@@ -570,6 +597,7 @@ def _fetch_pytube(source: Source, settings: DownloadSettings, staging: Path) -> 
             raise PermanentDownloadError(
                 f"{where}: too large (over max_bytes, {settings.max_bytes} bytes)"
             )
+        pace.check(streamed)
 
     try:
         youtube = YouTube(where, on_progress_callback=size_guard)

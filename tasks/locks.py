@@ -1,66 +1,117 @@
-"""File locks for the ingest steps that survive a crashed holder."""
+"""File locks for the ingest steps, held by the kernel so a crashed holder never blocks a rerun."""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
-import socket
+import threading
 import time
 from pathlib import Path
 
-from prefect.locking.filesystem import FileSystemLockManager
+from prefect.locking.protocol import LockManager
+
+# The locks this process holds: lock file -> (holder, its open descriptor). Module-level so
+# every manager of one folder agrees, and so a manager stays picklable (Dask ships it).
+_HELD: dict[Path, tuple[str, int]] = {}
+_GUARD = threading.Lock()
+_POLL_S = 0.05
 
 
-class ProcessLockManager(FileSystemLockManager):
-    """Prefect's file locks, tagged with the holder's host and pid: a lock left behind by a
-    process that died (kill -9, OOM) on this host is stale and taken over, where the plain
-    manager (no expiry) would make every later run of that video wait forever.
-    A lock from another host cannot be checked and is honoured as before."""
+class ProcessLockManager(LockManager):
+    """Prefect's lock protocol over flock(2) on `<key>.lock` files.
 
-    _HOST = socket.gethostname()
+    The kernel releases a lock when its holder's descriptor closes, also when the process
+    dies (kill -9, OOM), so there is nothing stale to detect or take over; and taking a
+    lock is one system call, so no other thread or process ever sees a half-made one (the
+    lock files Prefect's FileSystemLockManager creates empty and fills afterwards did:
+    "EOF while parsing"). Lock files are left in place: removing one would let a waiter
+    lock the removed file while a newcomer locks a new one. `hold_timeout` is ignored: a
+    lock is held until released or its holder dies.
+    """
 
-    def _tag(self, holder: str) -> str:
-        return holder if "|" in holder else f"{holder}|{self._HOST}|{os.getpid()}"
+    def __init__(self, lock_files_directory: Path) -> None:
+        self.lock_files_directory = Path(lock_files_directory).expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.lock_files_directory / f"{key}.lock"
+
+    def _try(self, key: str, holder: str) -> bool:
+        """Take the lock without waiting; True if `holder` has it now."""
+        path = self._path(key)
+        with _GUARD:
+            held = _HELD.get(path)
+            if held is not None:
+                return held[0] == holder
+            self.lock_files_directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            _HELD[path] = (holder, fd)
+            return True
 
     def acquire_lock(self, key, holder, acquire_timeout=None, hold_timeout=None):  # noqa: ANN001, ANN201
-        return super().acquire_lock(key, self._tag(holder), acquire_timeout, hold_timeout)
+        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        while not self._try(key, holder):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+        return True
 
     async def aacquire_lock(self, key, holder, acquire_timeout=None, hold_timeout=None):  # noqa: ANN001, ANN201
-        return await super().aacquire_lock(key, self._tag(holder), acquire_timeout, hold_timeout)
+        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        while not self._try(key, holder):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_POLL_S)
+        return True
 
     def release_lock(self, key, holder):  # noqa: ANN001, ANN201
-        return super().release_lock(key, self._tag(holder))
-
-    def is_lock_holder(self, key, holder):  # noqa: ANN001, ANN201
-        return super().is_lock_holder(key, self._tag(holder))
+        path = self._path(key)
+        with _GUARD:
+            held = _HELD.get(path)
+            if held is None or held[0] != holder:
+                raise ValueError(f"No lock held by {holder} for transaction with key {key}")
+            del _HELD[path]
+            os.close(held[1])  # closing the descriptor releases the flock
 
     def is_locked(self, key, use_cache=False):  # noqa: ANN001, ANN201
-        try:
-            info = self._get_lock_info(key, use_cache=use_cache)
-        except ValueError:  # created, holder not yet written; or its writer died in between
-            path = self._lock_path_for_key(key)
+        path = self._path(key)
+        with _GUARD:
+            if path in _HELD:
+                return True
             try:
-                if path.stat().st_size == 0 and time.time() - path.stat().st_mtime > 10:
-                    path.unlink(missing_ok=True)
-                    return False
-            except OSError:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
                 return False
-            return True
-        if info is not None and dead_holder(str(info.get("holder", ""))):
-            Path(info["path"]).unlink(missing_ok=True)
-            self._locks.pop(key, None)
-            return False
-        return super().is_locked(key, use_cache=use_cache)
+            try:  # free if it can be taken at once; given back straight away
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return False
+            except BlockingIOError:
+                return True
+            finally:
+                os.close(fd)
 
+    def is_lock_holder(self, key, holder):  # noqa: ANN001, ANN201
+        with _GUARD:
+            held = _HELD.get(self._path(key))
+        return held is not None and held[0] == holder
 
-def dead_holder(holder: str) -> bool:
-    """True if the tag names a process on this host that no longer exists."""
-    _, host, pid = (holder.split("|") + ["", ""])[:3] if holder.count("|") == 2 else ("", "", "")
-    if host != ProcessLockManager._HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
+    def wait_for_lock(self, key, timeout=None):  # noqa: ANN001, ANN201
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_locked(key):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
         return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
+
+    async def await_for_lock(self, key, timeout=None):  # noqa: ANN001, ANN201
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_locked(key):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_POLL_S)
+        return True

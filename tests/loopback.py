@@ -38,6 +38,7 @@ class _Route:
     send: int | None = None  # bytes actually sent before closing (truncation / stall point)
     length: bool = True  # send Content-Length; without it the body ends when the connection closes
     stall_s: float = 0.0  # pause after `send` bytes, then send the rest
+    drip: tuple[int, float] | None = None  # (bytes, seconds): send that many, pause that long, ...
 
 
 class VideoServer:
@@ -108,6 +109,12 @@ class VideoServer:
         """Send `after` bytes, go silent for `seconds` (or until stop()), then the rest."""
         return self._add(path, _Route(body, content_type, send=after, stall_s=seconds))
 
+    def drip(
+        self, path: str, body: bytes, size: int, every_s: float, content_type: str = "video/mp4"
+    ) -> str:
+        """Send the body `size` bytes at a time, one piece every `every_s` (until stop())."""
+        return self._add(path, _Route(body, content_type, drip=(size, every_s)))
+
     def html(self, path: str, text: str = "<!doctype html><title>Not a video</title>") -> str:
         return self._add(path, _Route(text.encode(), "text/html; charset=utf-8"))
 
@@ -177,6 +184,9 @@ def _handler_for(server: VideoServer) -> type[BaseHTTPRequestHandler]:
                 return
             cut = len(route.body) if route.send is None else route.send
             try:
+                if route.drip is not None:
+                    self._drip(route.body, *route.drip)
+                    return
                 self.wfile.write(route.body[:cut])
                 self.wfile.flush()
                 if route.send is not None and not route.stall_s:
@@ -188,6 +198,14 @@ def _handler_for(server: VideoServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(route.body[cut:])
             except OSError:
                 self.close_connection = True  # the client gave up (timeout, size limit)
+
+        def _drip(self, body: bytes, size: int, every_s: float) -> None:
+            for start in range(0, len(body), size):
+                self.wfile.write(body[start : start + size])
+                self.wfile.flush()
+                if server._stopping.wait(every_s):
+                    self.close_connection = True  # stopped mid-body: drop the client
+                    return
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # keep pytest output clean; `requests` records what happened

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from synthwave.cli import build_parser, ingest_settings, main
+from gan.index import DatasetError, load_index
+from gan.loop import ImageSizeError, check_image_size
+from synthwave.cli import _read_sources, build_parser, ingest_settings, main, train_settings
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings
 from tasks.frames import VideoReadError, probe
 from tasks.shards import load_manifest, write_video_shards
@@ -113,6 +115,7 @@ def test_a_downsample_to_nothing_names_the_setting_and_writes_nothing(tmp_path):
         ({"download": {"allowed_hosts": 5}}, "download.allowed_hosts"),
         ({"download": {"max_duration_s": 0}}, "download.max_duration_s"),
         ({"shard_mb": "big"}, "shard_mb"),
+        ({"shard_mb": "inf"}, "shard_mb"),
         ({"sources": ["x"]}, "sources"),  # a flow parameter in the settings block
     ],
 )
@@ -129,6 +132,42 @@ def test_download_limits_from_the_command_line():
     assert DownloadSettings().allowed_hosts is None  # default: public hosts, private ones refused
     args = build_parser().parse_args(["ingest", "x.mp4", "--max-duration-s", "none"])
     assert ingest_settings(args).download.max_duration_s is None  # no limit, on purpose
+
+
+@pytest.mark.parametrize("flag", ["--g-lr", "--d-lr", "--r1-gamma"])
+def test_an_infinite_rate_is_refused_at_validation(flag):
+    with pytest.raises(ValidationError) as caught:
+        train_settings(build_parser().parse_args(["train", flag, "inf"]))
+    assert [error["loc"] for error in caught.value.errors()] == [(flag[2:].replace("-", "_"),)]
+
+
+def test_a_sources_file_that_is_not_utf8_is_one_line(tmp_path):
+    sources = tmp_path / "sources.txt"
+    sources.write_bytes("caf\xe9.mp4\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as caught:
+        _read_sources(build_parser().parse_args(["ingest", "--sources-file", str(sources)]))
+    assert str(caught.value).startswith(f"error: sources file {sources} is not UTF-8 text"), caught.value
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"videos": [{"shards": 5}]}'])
+def test_a_malformed_dataset_json_is_one_line(tmp_path, text):
+    (tmp_path / "dataset.json").write_text(text)
+    with pytest.raises(DatasetError, match=r"dataset.json is not a dataset index .*: rerun ingest$") as caught:
+        load_index(tmp_path)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_image_size_too_small_for_the_blocks_suggests_fewer_blocks():
+    with pytest.raises(ImageSizeError) as caught:
+        check_image_size(TrainSettings(eval_every=0), (8, 8, 3))
+    assert "--max-blocks 2" in str(caught.value) and "--size 8x8" not in str(caught.value), caught.value
+
+
+def test_allowed_hosts_none_means_any_public_host_as_its_help_says():
+    args = build_parser().parse_args(["ingest", "x.mp4", "--allowed-hosts", "none"])
+    assert ingest_settings(args).download.allowed_hosts is None
+    assert DownloadSettings(allowed_hosts="").allowed_hosts == ()  # an empty list still allows no host
+    assert DownloadSettings(allowed_hosts="none.example.org").allowed_hosts == ("none.example.org",)
 
 
 def test_an_image_size_the_generator_cannot_make_fails_before_anything_is_built(prefect_server, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pytubefix.innertube import InnerTube
 
 import tasks.download
 from synthwave.settings import DownloadSettings
-from tasks.download import PermanentDownloadError, check_destination, download, is_complete
+from tasks.download import PermanentDownloadError, TransientDownloadError, check_destination, download, is_complete
 from tasks.sources import parse_source
 from tests.loopback import loopback_only, sample_videos, video_server  # noqa: F401  (fixtures)
 from tests.test_download import FakePytubeYouTube, FakeYtDlpYouTube
@@ -185,6 +186,46 @@ def test_pytube_refuses_a_long_video_before_any_media_request(monkeypatch, video
     with pytest.raises(PermanentDownloadError, match="too long"):
         download(parse_source(f"https://youtu.be/{VID}"), settings, tmp_path)
     assert video_server.requests == []
+
+
+def _download_in_a_thread(url: str, settings: DownloadSettings, downloads: Path) -> BaseException | None:
+    """The error `download` ended with, or None; fails if it is still running after 30 s."""
+    ended: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            download(parse_source(url), settings, downloads)
+            ended.append(None)
+        except BaseException as error:  # noqa: BLE001  (handed to the test)
+            ended.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert ended, "the download was still running after 30 s"
+    return ended[0]
+
+
+def test_a_server_dripping_bytes_cannot_hold_a_worker(video_server, clip, tmp_path):
+    """1 byte every 0.2 s never trips the per-read timeout; the minimum rate ends it."""
+    url = video_server.drip("/drip.mp4", clip.read_bytes(), size=1, every_s=0.2)
+    slow = LISTED.model_copy(update={"timeout_s": 1.0, "min_bytes_per_s": 1000})
+
+    error = _download_in_a_thread(url, slow, tmp_path / "downloads")
+
+    assert isinstance(error, TransientDownloadError) and "too slow" in str(error) and url in str(error), error
+    assert [p for p in listing(tmp_path / "downloads") if not p.startswith(".")] == []
+
+
+def test_a_whole_download_has_a_deadline(video_server, clip, tmp_path):
+    """Fast enough for the minimum rate, but over deadline_s in all."""
+    url = video_server.drip("/steady.mp4", clip.read_bytes(), size=2000, every_s=0.1)
+    steady = LISTED.model_copy(update={"timeout_s": 1.0, "min_bytes_per_s": 1000, "deadline_s": 1.5})
+
+    error = _download_in_a_thread(url, steady, tmp_path / "downloads")
+
+    assert isinstance(error, TransientDownloadError) and "deadline_s is 1.5" in str(error), error
+    assert DownloadSettings().download_deadline_s() == 30 + 2 * 1024**3 / 10_000  # from max_bytes at the floor
 
 
 # -- no shell ----------------------------------------------------------------------------------
