@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import select
 import sys
 import threading
 
@@ -36,18 +37,29 @@ def quiet_native_logs() -> None:
     os.close(write_end)
     sys.stderr = open(os.dup(real), "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
 
+    stopping = threading.Event()
+
     def forward() -> None:
-        with open(read_end, "rb", buffering=0) as pipe, open(real, "wb", buffering=0) as out:
-            for line in pipe:
-                if not NOISE.search(line):
-                    out.write(line)
+        pending = b""
+        with open(real, "wb", buffering=0) as out:
+            while True:
+                if select.select([read_end], [], [], 0.1)[0]:
+                    chunk = os.read(read_end, 65536)
+                    if not chunk:
+                        break
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    out.write(b"".join(line + b"\n" for line in lines if not NOISE.search(line)))
+                elif stopping.is_set():  # drained; child processes may still hold the pipe open
+                    break
+            if pending and not NOISE.search(pending):
+                out.write(pending)
 
     pump = threading.Thread(target=forward, name="native-log-filter", daemon=True)
     pump.start()
 
     def restore() -> None:
-        # fd 2 back on the terminal closes the pipe's last writer here: the pump drains and ends.
         os.dup2(sys.stderr.fileno(), 2)
+        stopping.set()
         pump.join(timeout=2)
 
     atexit.register(restore)
