@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -216,24 +215,6 @@ def test_a_deleted_or_truncated_download_is_fetched_again(prefect_server, video_
 
 
 # -- disk full ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path | None]:
-    """A 3 MB tmpfs if this process may mount one (root in CI containers often may); else None."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        yield None
-        return
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        yield None
-        return
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_while_writing_shards(prefect_server, small_disk, sample_videos, tmp_path, monkeypatch):

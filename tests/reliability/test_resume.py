@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -108,23 +105,6 @@ def test_shard_paths_must_stay_inside_the_data_dir(data, tmp_path):
     (copy / "dataset.json").write_text(json.dumps(dataset))
     with pytest.raises(DatasetError, match="outside"):
         load_index(copy)
-
-
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path | None]:
-    """A 3 MB tmpfs if this process may mount one (root in CI containers often may); else None."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        yield None
-        return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
-        yield None
-        return
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_save(
