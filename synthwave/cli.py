@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="make synthwave clips, ingest them and train, offline")
     demo.add_argument("--dir", default=".synthwave/demo", help="where the demo writes (default: .synthwave/demo)")
-    demo.add_argument("--steps", type=int, default=1000, help="training steps (default: 1000)")
+    demo.add_argument("--steps", type=int, default=2000, help="training steps (default: 2000)")
     demo.set_defaults(run=cmd_demo)
 
     stack = commands.add_parser("stack", help="local Prefect server, UI, deployments and workers")
