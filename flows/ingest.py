@@ -94,6 +94,11 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     """Turn videos (YouTube URLs, http(s) URLs, local files) into sharded TFRecords.
 
     Returns the path of dataset.json, which lists every shard for training.
+
+    Args:
+        sources: Videos to ingest, one per entry: a YouTube video or playlist URL, an http(s) URL of
+            a video file, or a path on the worker (relative to its working directory, the checkout).
+        settings: Where the dataset goes, how videos are fetched and which frames are kept.
     """
     logger = get_run_logger()
     if not sources:

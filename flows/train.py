@@ -20,7 +20,11 @@ from synthwave.storage import RunMirror, stage_dataset
 
 @flow(name="train", log_prints=True)
 def train(settings: TrainSettings = TrainSettings()) -> str:
-    """Train the DCGAN on the shards listed in data_dir/dataset.json; returns the run directory."""
+    """Train the DCGAN on the shards listed in data_dir/dataset.json; returns the run directory.
+
+    Args:
+        settings: The dataset to train on, the model, its training and where the run directory goes.
+    """
     logger = get_run_logger()
     mirror = RunMirror(settings.storage, settings.run_dir) if settings.storage else None
     if mirror is not None:  # on a fresh machine the shards, and the run so far, come from the bucket

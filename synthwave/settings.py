@@ -65,8 +65,34 @@ def _parse_no_list(value: object) -> object:
 HostList = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_parse_hosts)]
 
 
+# Form titles for the names that "Timeout S" or "G Lr" would not explain; the rest are the
+# name's words, capitalised, with a unit suffix (_s, _mb) as "(s)", "(MB)".
+TITLES = {
+    "g_lr": "Generator learning rate", "d_lr": "Discriminator learning rate", "beta_1": "Adam beta 1",
+    "beta_2": "Adam beta 2", "g_filters": "Generator filters", "d_filters": "Discriminator filters",
+    "ema_decay": "Generator EMA decay", "r1_gamma": "R1 penalty weight", "jpeg_quality": "JPEG quality",
+    "max_bytes": "Largest download (bytes)", "min_bytes_per_s": "Slowest average download (bytes/s)",
+    "shard_mb": "Shard size (MB)", "ms_ssim": "MS-SSIM", "dask_address": "Dask scheduler address",
+    "endpoint_url": "Endpoint URL", "url": "URL", "artifact_base_url": "Artifact base URL",
+    "data_dir": "Data directory", "run_dir": "Run directory", "max_height": "Highest video (px)",
+    "latent_dim": "Latent size", "lr_decay": "Learning-rate decay", "jit_compile": "XLA (jit_compile)",
+    "fps": "Frames per second", "minibatch_std": "Minibatch stddev", "out": "Output file",
+}
+UNITS = {"s": "s", "mb": "MB"}
+
+
+def field_title(name: str, _info: object = None) -> str:
+    """The title a settings form shows for field `name`."""
+    if name in TITLES:
+        return TITLES[name]
+    *words, last = name.split("_")
+    if words and last in UNITS:
+        return f"{' '.join(words).capitalize()} ({UNITS[last]})"
+    return name.replace("_", " ").capitalize()
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, field_title_generator=field_title)
 
     def digest(self) -> str:
         """Stable short hash of the values: part of cache keys and output paths."""
@@ -160,8 +186,8 @@ class FrameSettings(Strict):
     downsample: float = Field(2.0, ge=1, description="Divide height and width by this factor")
     size: ImageSize | None = Field(None, description="Resize to exactly HxW instead of downsampling")
     crop_aspect: Aspect | None = Field(None, description="Centre-crop to this W:H aspect first")
-    image_format: Literal["png", "jpeg"] = "png"
-    jpeg_quality: int = Field(95, ge=1, le=100)
+    image_format: Literal["png", "jpeg"] = Field("png", description="png: lossless; jpeg: ~4x smaller shards")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="Quality of jpeg frames (1-100)")
 
     @model_validator(mode="after")
     def _one_stride(self) -> FrameSettings:
@@ -178,9 +204,12 @@ class FrameSettings(Strict):
 
 
 class IngestSettings(Strict):
-    data_dir: Path = Field(Path("data"), description="Downloads, shards and manifests live here")
-    download: DownloadSettings = DownloadSettings()
-    frames: FrameSettings = FrameSettings()
+    data_dir: Path = Field(
+        Path("data"), description="Downloads, shards, manifests and dataset.json live here; a relative path is "
+        "relative to the flow run's working directory (on the deployments' workers: the checkout)",
+    )
+    download: DownloadSettings = Field(DownloadSettings(), description="How each video is fetched")
+    frames: FrameSettings = Field(FrameSettings(), description="Which frames are kept, and at what size")
     shard_mb: float = Field(100.0, gt=0, allow_inf_nan=False, description="Target size of one TFRecord shard")
     task_runner: Literal["threads", "dask"] = Field(
         "threads", description="Where videos are processed: a thread pool here, or Dask worker processes"
@@ -204,11 +233,16 @@ class IngestSettings(Strict):
 
 
 class TrainSettings(Strict):
-    data_dir: Path = Field(Path("data"), description="Where ingest wrote dataset.json")
-    run_dir: Path = Field(Path("runs/default"), description="Checkpoints, grids, history; rerun to resume")
+    data_dir: Path = Field(
+        Path("data"), description="Where ingest wrote dataset.json; a relative path is relative to the flow "
+        "run's working directory (on the deployments' workers: the checkout)",
+    )
+    run_dir: Path = Field(
+        Path("runs/default"), description="Checkpoints, grids, history; rerun to resume. Relative as data_dir"
+    )
     steps: int = Field(2000, gt=0, description="Total optimiser steps, including resumed ones")
-    batch_size: int = Field(64, gt=0)
-    latent_dim: int = Field(100, gt=0)
+    batch_size: int = Field(64, gt=0, description="Real images per step (the global batch over all devices)")
+    latent_dim: int = Field(100, gt=0, description="Length of the noise vector the generator draws from")
     g_filters: int = Field(256, gt=0, description="Channels of the generator's first block")
     d_filters: int = Field(64, gt=0, description="Channels of the discriminator's first block")
     max_blocks: int = Field(4, ge=1, le=6, description="Most up/down-sampling blocks")
@@ -227,8 +261,8 @@ class TrainSettings(Strict):
         allow_inf_nan=False,
         description="Discriminator's Adam lr (the article's; TTUR, Heusel et al. 2017, puts d_lr > g_lr)"
     )
-    beta_1: float = Field(0.5, ge=0, lt=1)
-    beta_2: float = Field(0.999, ge=0, lt=1)
+    beta_1: float = Field(0.5, ge=0, lt=1, description="Adam's first-moment decay (DCGAN's 0.5)")
+    beta_2: float = Field(0.999, ge=0, lt=1, description="Adam's second-moment decay")
     label_smoothing: float = Field(
         0.1, ge=0, lt=0.5, description="Real targets become 1 - this (loss bce; 0 by default with hinge)"
     )
@@ -252,11 +286,11 @@ class TrainSettings(Strict):
     )
     eval_every: int = Field(500, ge=0, description="Steps between SWD/MS-SSIM evaluations on held-out frames; 0: off")
     eval_frames: int = Field(256, ge=16, description="Most held-out frames (and generated images) per evaluation")
-    seed: int = 0
-    shuffle_buffer: int = Field(2048, gt=0)
+    seed: int = Field(0, description="Seeds weights, noise, dropout and shuffling: a seed repeats a run")
+    shuffle_buffer: int = Field(2048, gt=0, description="Frames the reader shuffles among (more: better mixed)")
     sample_every: int = Field(100, gt=0, description="Steps between image grids")
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
-    keep_checkpoints: int = Field(3, gt=0)
+    keep_checkpoints: int = Field(3, gt=0, description="Newest checkpoints kept; older ones are deleted")
     grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
     # The default comes from SYNTHWAVE_MIXED_PRECISION when set, so one variable runs a whole test
     # suite (or a worker) in float32 or bfloat16 whatever the CPU would pick (.ci/run does both).

@@ -7,6 +7,7 @@ kubernetes worker would start, by that worker's own configuration class.
 
 from __future__ import annotations
 
+import re
 import ast
 import asyncio
 import io
@@ -306,3 +307,25 @@ def test_k8s_gpu_count_zero_is_refused_not_rendered(k8s_template):
     with pytest.raises(ValidationError, match="minimum"):
         _validate_job_variables({"gpu_count": 0}, k8s_template)
     _validate_job_variables({"gpu_count": 2, "node_selector": {"pool": "gpu"}}, k8s_template)
+
+
+def test_every_field_of_the_run_forms_is_described_and_titled_for_a_person():
+    """The Custom run form is built from these schemas: each field says what it is, in words."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.ingest import ingest
+    from flows.pipeline import pipeline
+    from flows.train import train
+
+    for flow in (ingest, train, pipeline):
+        schema = parameter_schema(flow).model_dump_for_openapi()
+        models = [schema, *schema.get("definitions", {}).values()]
+        fields = [(model.get("title", flow.name), name, field) for model in models
+                  for name, field in model.get("properties", {}).items()]  # fmt: skip
+        assert len(fields) > 10, flow.name
+        for model, name, field in fields:
+            assert field.get("description"), f"{flow.name}: {model}.{name} has no description"
+            title = field.get("title", "")
+            assert not re.search(r"\b(S|Mb|Lr|Dim)\b", title), f"{model}.{name}: {title!r}"
+    titles = {f["title"] for f in parameter_schema(train).model_dump_for_openapi()["definitions"]["TrainSettings"]["properties"].values()}
+    assert {"Generator learning rate", "Run directory", "Walk seconds"} <= titles
