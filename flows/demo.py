@@ -11,7 +11,7 @@ from flows.pipeline import pipeline
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
 from tasks.demo import render_demo_videos
 
-SHOT_FRAMES = 12  # frames of one scene; ingest samples each shot twice and curation keeps one
+SHOT_FRAMES = 12  # frames of one scene; ingest samples one frame of each shot
 
 
 @task(name="render-demo-clips")
@@ -22,7 +22,7 @@ def render_clips(out_dir: Path) -> list[str]:
 
 def demo_settings(root: Path, steps: int) -> tuple[IngestSettings, TrainSettings]:
     data_dir = root / "data"
-    ingest = IngestSettings(data_dir=data_dir, frames=FrameSettings(every=SHOT_FRAMES // 2, size=(48, 80)))
+    ingest = IngestSettings(data_dir=data_dir, frames=FrameSettings(every=SHOT_FRAMES, size=(48, 80)))
     # Small frames, a smaller model than the defaults' and D's lr at 4e-4: in 2000 steps on 2 cores
     # its samples are about as varied as the held-out frames, where D's 1e-4 or 64x112 frames leave
     # them blurrier and alike (docs/quality.md, "The demo").
