@@ -18,7 +18,8 @@ def render_clips(out_dir: Path) -> list[str]:
 
 def demo_settings(root: Path, steps: int) -> tuple[IngestSettings, TrainSettings]:
     data_dir = root / "data"
-    ingest = IngestSettings(data_dir=data_dir, frames=FrameSettings(every=3, size=(64, 112)))
+    # Each procedural clip is one scene slowly animated: one image to curation, which would refuse it.
+    ingest = IngestSettings(data_dir=data_dir, frames=FrameSettings(every=3, size=(64, 112), dedupe=False))
     train = TrainSettings(
         data_dir=data_dir, run_dir=root / "run", steps=steps, g_filters=128, d_filters=32,
         sample_every=50, checkpoint_every=100, jit_compile="off",

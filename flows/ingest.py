@@ -29,7 +29,7 @@ from synthwave.settings import IngestSettings
 from synthwave.storage import publish_file
 from tasks.download import DownloadError, is_complete
 from tasks.playlists import playlist_id
-from tasks.shards import load_manifest
+from tasks.shards import CURATION_COUNTS, load_manifest
 from tasks.sources import InvalidSourceError, Source, parse_source
 from tasks.steps import (
     configure,
@@ -205,6 +205,7 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
                 "source": outcome.source,
                 "title": outcome.title,
                 "frames": manifest["frames"],
+                **{key: manifest[key] for key in CURATION_COUNTS},
                 "shape": [manifest["height"], manifest["width"], manifest["channels"]],
                 "manifest": str(folder / "manifest.json"),
                 "shards": [str(folder / shard["file"]) for shard in manifest["shards"]],
@@ -217,6 +218,7 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
         {
             "version": 1,
             "frames": sum(video["frames"] for video in videos),
+            **{key: sum(video[key] for video in videos) for key in CURATION_COUNTS},
             "shape": list(shapes.pop()) if len(shapes) == 1 else None,
             # What made the frames, not where the run happened: the same dataset from threads or Dask.
             "settings": settings.model_dump(mode="json", exclude=_WHERE_IT_RAN),
@@ -238,6 +240,7 @@ def _report(outcomes: list[Outcome]) -> None:
                 "key": outcome.key,
                 "title": outcome.title,
                 "frames": manifest.get("frames", 0),
+                **{key: manifest.get(key, 0) for key in CURATION_COUNTS},
                 "shards": len(manifest.get("shards", [])),
                 "status": "failed" if outcome.error else "ok",
                 "error": outcome.error,

@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(ingest, IngestSettings)
     for model in INGEST_GROUPS.values():
         add_model_flags(ingest, model)
+    # Curation off in one word each (the generated --dedupe/--drop-blank take a value too).
+    ingest.add_argument("--no-dedupe", dest="dedupe", action="store_const", const=False, default=argparse.SUPPRESS,
+                        help="keep near-duplicate frames (same as --dedupe false)")  # fmt: skip
+    ingest.add_argument("--keep-blank", dest="drop_blank", action="store_const", const=False,
+                        default=argparse.SUPPRESS, help="keep blank frames (same as --drop-blank false)")  # fmt: skip
     ingest.set_defaults(run=cmd_ingest)
 
     train = commands.add_parser("train", help="train the DCGAN on an ingested dataset (resumes)")

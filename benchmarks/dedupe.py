@@ -1,0 +1,89 @@
+"""How far apart the DCT hashes of the same image and of different images fall: the
+measurement dedupe_distance and blank_std are chosen by (docs/curation.md).
+
+    python -m benchmarks.dedupe
+
+Same image: every 10th frame of the three shared sample clips at ingest's default size,
+against itself re-encoded (JPEG q30), shifted by 2 px, faded (x0.5, x0.2) and with noise.
+Different images: the same frames against their mirror image and against the frames of the
+other clips; and, within one clip, frames 1 s and 5 s apart (real motion: where the line
+between "the same shot" and "new content" falls). Also the thumbnail spread (blank_std)
+of real frames and of the frames of a fade to black.
+"""
+
+from __future__ import annotations
+
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from synthwave.settings import FrameSettings
+from tasks.curate import dct_hash, distance, spread, thumbnail
+from tasks.frames import iter_frames
+
+VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
+CLIPS = ["bottle-detection.mp4", "milk.mkv", "book.mkv"]
+RAW = FrameSettings(every=1, dedupe=False, drop_blank=False)
+
+
+def _variants(image: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    height, width = image.shape[:2]
+    shift = cv2.warpAffine(image, np.float32([[1, 0, 2], [0, 1, 2]]), (width, height), borderMode=cv2.BORDER_REPLICATE)
+    noise = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 30])[1], cv2.IMREAD_COLOR)
+    fade = {f"fade x{k}": (image * k).round().astype(np.uint8) for k in (0.5, 0.2)}
+    return {"jpeg q30": jpeg, "shift 2px": shift, "noise sd6": noise, **fade}
+
+
+def _hash(image: np.ndarray) -> int:
+    return dct_hash(thumbnail(image))
+
+
+def _summary(values: list[int]) -> str:
+    a = np.array(values)
+    return f"n={len(a):4d} min {a.min():2d}  p1 {np.percentile(a, 1):4.1f}  median {np.median(a):4.1f}  p99 {np.percentile(a, 99):4.1f}  max {a.max():2d}"
+
+
+def main() -> None:
+    missing = [name for name in CLIPS if not (VIDEOS / name).is_file()]
+    if missing:
+        sys.exit(f"{VIDEOS}: {', '.join(missing)} missing: the measurement needs the shared sample clips")
+    frames = {name: [f.image for f in iter_frames(VIDEOS / name, RAW)] for name in CLIPS}
+    sampled = {name: images[::10] for name, images in frames.items()}
+    same: dict[str, list[int]] = {}
+    for images in sampled.values():
+        for image in images:
+            for label, variant in _variants(image).items():
+                same.setdefault(label, []).append(distance(_hash(image), _hash(variant)))
+    hashes = {name: [_hash(image) for image in images] for name, images in sampled.items()}
+    mirror = [distance(_hash(im), _hash(im[:, ::-1])) for images in sampled.values() for im in images]
+    across = {f"{x[:6]} vs {y[:6]}": [distance(a, b) for a in hashes[x] for b in hashes[y]] for x, y in combinations(CLIPS, 2)}
+    print("Hamming distance of 64-bit DCT hashes, frames at ingest's default size (half)\n")
+    print("same image:")
+    for label, values in same.items():
+        print(f"  {label:<22} {_summary(values)}")
+    print(f"  {'all of the above':<22} {_summary([v for values in same.values() for v in values])}")
+    print("different images:")
+    print(f"  {'mirror image':<22} {_summary(mirror)}")
+    for label, values in across.items():
+        print(f"  {label:<22} {_summary(values)}")
+    for name, images in frames.items():
+        all_hashes = [_hash(image) for image in images]
+        for gap_s in (1, 5):
+            gap = 30 * gap_s
+            values = [distance(all_hashes[i], all_hashes[i + gap]) for i in range(0, len(images) - gap, 5)]
+            if values:
+                print(f"  {name} {gap_s} s apart".ljust(24) + " " + _summary(values))
+    spreads = [spread(thumbnail(im)) for images in frames.values() for im in images]
+    print(f"\nthumbnail spread (largest channel std) of real frames: min {min(spreads):.1f}, p1 {np.percentile(spreads, 1):.1f}")
+    image = sampled["bottle-detection.mp4"][0]
+    fade = [spread(thumbnail((image * k).round().astype(np.uint8))) for k in (0.2, 0.1, 0.05)]
+    print("fade to black, frame x0.2 / x0.1 / x0.05: spread " + " / ".join(f"{v:.1f}" for v in fade))
+
+
+if __name__ == "__main__":
+    main()
