@@ -8,12 +8,15 @@ against itself re-encoded (JPEG q30), shifted by 2 px, faded (x0.5, x0.2) and wi
 Different images: the same frames against their mirror image and against the frames of the
 other clips; and, within one clip, frames 1 s and 5 s apart (real motion: where the line
 between "the same shot" and "new content" falls). Also the thumbnail spread (blank_std)
-of real frames and of the frames of a fade to black.
+of real frames and of the frames of a fade to black. Last, the frames curation keeps of
+benchmarks/quality.py's data (its demo clips and the sample clips, every frame at 32x56)
+at several dedupe_distance values.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from itertools import combinations
 from pathlib import Path
 
@@ -21,12 +24,14 @@ import cv2
 import numpy as np
 
 from synthwave.settings import FrameSettings
-from tasks.curate import dct_hash, distance, spread, thumbnail
+from tasks.curate import Curator, dct_hash, distance, spread, thumbnail
+from tasks.demo import render_demo_videos
 from tasks.frames import iter_frames
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 CLIPS = ["bottle-detection.mp4", "milk.mkv", "book.mkv"]
-RAW = FrameSettings(every=1, dedupe=False, drop_blank=False)
+RAW_CURATION = {"dedupe": False, "drop_blank": False}
+RAW = FrameSettings(every=1, **RAW_CURATION)
 
 
 def _variants(image: np.ndarray) -> dict[str, np.ndarray]:
@@ -83,6 +88,24 @@ def main() -> None:
     image = sampled["bottle-detection.mp4"][0]
     fade = [spread(thumbnail((image * k).round().astype(np.uint8))) for k in (0.2, 0.1, 0.05)]
     print("fade to black, frame x0.2 / x0.1 / x0.05: spread " + " / ".join(f"{v:.1f}" for v in fade))
+    quality_data()
+
+
+def quality_data(distances: tuple[int, ...] = (0, 2, 4, 6, 8, 10)) -> None:
+    """Frames kept of benchmarks/quality.py's videos at every=1, 32x56, by dedupe_distance."""
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = render_demo_videos(Path(tmp), count=4) + [VIDEOS / name for name in CLIPS]
+        print(f"\nkept of benchmarks/quality.py's data (every=1, 32x56) by dedupe_distance {distances}:")
+        totals = [0] * (len(distances) + 1)
+        for video in videos:
+            frames = list(iter_frames(video, FrameSettings(every=1, size=(32, 56), **RAW_CURATION)))
+            kept = [len(frames)]
+            for max_distance in distances:
+                curator = Curator(FrameSettings(every=1, size=(32, 56), dedupe_distance=max_distance))
+                kept.append(sum(1 for _ in curator.filter(frames)))
+            totals = [a + b for a, b in zip(totals, kept, strict=True)]
+            print(f"  {video.name:<22} raw {kept[0]:5d}  kept " + " ".join(f"{n:5d}" for n in kept[1:]))
+        print(f"  {'all':<22} raw {totals[0]:5d}  kept " + " ".join(f"{n:5d}" for n in totals[1:]))
 
 
 if __name__ == "__main__":
