@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -83,12 +85,53 @@ def _read_sources(args: argparse.Namespace) -> list[str]:
     return sources
 
 
+def _left(seconds: float | None) -> str:
+    return "? left" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d} left"
+
+
+@contextmanager
+def ingest_progress(stream: TextIO, min_seconds: float = 3.0, every_s: float = 0.5) -> Iterator[None]:
+    """Per-video bars (frames decoded of the expected count, time left) on `stream` while the
+    block runs, for videos taking over `min_seconds`; nothing unless `stream` is a terminal, so
+    logs stay one line per event. Prefect's log handlers are left as they are."""
+    if not stream.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tasks.progress import states
+
+    stop, shown = threading.Event(), {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames, {task.fields[left]}"))
+
+    def refresh(bars: Progress) -> None:
+        while not stop.wait(every_s):
+            current = {state.key: state for state in states(min_seconds)}
+            for key in shown.keys() - current.keys():
+                bars.remove_task(shown.pop(key))
+            for key, state in current.items():
+                if key not in shown:
+                    shown[key] = bars.add_task(key, total=state.expected, left=_left(None))
+                bars.update(shown[key], completed=state.decoded, left=_left(state.seconds_left))
+
+    with Progress(*columns, console=Console(file=stream), transient=True) as bars:
+        thread = threading.Thread(target=refresh, args=(bars,), name="ingest-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import IngestFailed, ingest
 
     settings = ingest_settings(args)
     try:
-        dataset = ingest(_read_sources(args), settings)
+        with ingest_progress(sys.stdout):
+            dataset = ingest(_read_sources(args), settings)
     except IngestFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

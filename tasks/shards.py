@@ -39,6 +39,7 @@ from synthwave.settings import FrameSettings
 from tasks.curate import Curator
 from tasks.frames import Frame, FrameReader, Segment, VideoInfo, output_size, plan_segments, probe
 from tasks.png import encode_png
+from tasks.progress import Tracker, track
 
 MANIFEST = "manifest.json"
 CURATION_COUNTS = ("sampled", "dropped_duplicate", "dropped_blank")  # in a manifest beside "frames" (kept)
@@ -252,12 +253,14 @@ def _write(
     segments = plan_segments(info, settings, cpus)
     curator = Curator(settings)
     try:
-        with ThreadPoolExecutor(cpus, thread_name_prefix="encode") as pool:
-            if len(segments) > 1 and not _write_segments(video_path, video_key, settings, segments, writer, pool, curator):
+        with ThreadPoolExecutor(cpus, thread_name_prefix="encode") as pool, track(video_key, info.frames) as tracker:
+            args = (video_path, video_key, settings, segments, writer, pool, curator, tracker)
+            if len(segments) > 1 and not _write_segments(*args):
                 writer.discard()
                 segments, curator = [Segment()], Curator(settings)
+                tracker.readers.clear()
             if len(segments) == 1:
-                with FrameReader(video_path, settings) as reader:
+                with tracker.add(FrameReader(video_path, settings)) as reader:
                     for frame, record in _encoded(curator.filter(reader), video_key, settings, pool):
                         writer.write(record, frame.index)
         curator.check(video_path)
@@ -288,7 +291,7 @@ def _write(
 
 def _write_segments(
     video_path: Path, video_key: str, settings: FrameSettings, segments: list[Segment],
-    writer: _ShardWriter, pool: ThreadPoolExecutor, curator: Curator,
+    writer: _ShardWriter, pool: ThreadPoolExecutor, curator: Curator, tracker: Tracker,
 ) -> bool:  # fmt: skip
     """Decode `segments` concurrently, one single-threaded capture each, into `writer` in frame
     order, curated as one pass would; False (with records written) if a segment did not start
@@ -312,7 +315,7 @@ def _write_segments(
     spills: list[_Spill] = []
     try:
         for segment in segments:
-            readers.append(FrameReader(video_path, settings, segment, threads))
+            readers.append(tracker.add(FrameReader(video_path, settings, segment, threads)))
         spills = [_Spill(writer.directory / f".segment-{n}.records") for n in range(1, len(segments))]
         with ThreadPoolExecutor(len(spills), thread_name_prefix="segment") as decoders:
             later = [
