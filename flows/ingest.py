@@ -27,6 +27,7 @@ from synthwave.atomic import write_json
 from synthwave.errors import UserError
 from synthwave.settings import IngestSettings
 from synthwave.storage import publish_file
+from tasks.curate import repeats
 from tasks.download import DownloadError, is_complete
 from tasks.playlists import playlist_id
 from tasks.shards import CURATION_COUNTS, load_manifest
@@ -193,11 +194,12 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
     from gan.index import Holdout  # no TensorFlow: gan/index.py reads JSON only
 
     data_dir = settings.data_dir.resolve()
-    videos = []
+    videos, hashes = [], []
     for outcome in outcomes:
         if outcome.manifest is None:
             continue
         manifest = load_manifest(outcome.manifest)
+        hashes.append((manifest["video_key"], manifest.get("hashes", [])))
         folder = outcome.manifest.resolve().parent.relative_to(data_dir)
         videos.append(
             {
@@ -211,6 +213,11 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
                 "shards": [str(folder / shard["file"]) for shard in manifest["shards"]],
             }
         )
+    # Frames another video already put in the dataset (a re-upload, another encode): the reader skips them.
+    excluded = repeats(hashes, settings.frames.dedupe_distance) if settings.frames.dedupe else {}
+    for video in videos:
+        video["repeated"] = len(excluded.get(video["key"], []))
+        video["frames"] -= video["repeated"]
     shapes = {tuple(video["shape"]) for video in videos}
     path = data_dir / "dataset.json"
     write_json(
@@ -218,11 +225,12 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
         {
             "version": 1,
             "frames": sum(video["frames"] for video in videos),
-            **{key: sum(video[key] for video in videos) for key in CURATION_COUNTS},
+            **{key: sum(video[key] for video in videos) for key in (*CURATION_COUNTS, "repeated")},
             "shape": list(shapes.pop()) if len(shapes) == 1 else None,
             # What made the frames, not where the run happened: the same dataset from threads or Dask.
             "settings": settings.model_dump(mode="json", exclude=_WHERE_IT_RAN),
             "holdout": Holdout().to_json(),
+            "excluded": excluded,
             "videos": videos,
             "failed": [{"source": o.source, "error": o.error} for o in outcomes if o.error],
         },

@@ -79,6 +79,24 @@ class HashIndex:
         return bool((np.bitwise_count(self.hashes[: self.count] ^ np.uint64(value)) <= max_distance).any())
 
 
+def repeats(videos: list[tuple[str, list[list]]], max_distance: int) -> dict[str, list[int]]:
+    """Frames of each video (key, manifest "hashes") within `max_distance` of a frame an earlier
+    video put in the dataset: {video key: [frame index, ...]}, for videos with any. A key
+    listed again (the same video twice) is skipped, never compared with itself."""
+    seen, done, found = HashIndex(), set(), {}
+    for key, frames in videos:
+        if key in done:
+            continue
+        done.add(key)
+        values = [int(value, 16) for _, value in frames]
+        repeated = [seen.near(value, max_distance) for value in values]
+        found[key] = [index for (index, _), same in zip(frames, repeated, strict=True) if same]
+        for value, same in zip(values, repeated, strict=True):
+            if not same:
+                seen.add(value)
+    return {key: indices for key, indices in found.items() if indices}
+
+
 class Curator:
     """Which sampled frames of one video are kept, decided in frame order, and the counts.
 
@@ -91,6 +109,7 @@ class Curator:
     def __init__(self, settings: FrameSettings) -> None:
         self.settings = settings
         self.kept = HashIndex()
+        self.kept_frames: list[tuple[int, int]] = []  # (frame index, hash), in frame order, with dedupe
         self.lock = threading.Lock()
         self.sampled = self.blank = self.duplicate = 0
 
@@ -109,13 +128,15 @@ class Curator:
             return None
         return dct_hash(thumb) if self.settings.dedupe else 0
 
-    def admit(self, value: int) -> bool:
-        """Keep a frame unless it is a near-duplicate of one kept; call in frame order only."""
+    def admit(self, value: int, index: int) -> bool:
+        """Keep frame `index` unless it is a near-duplicate of one kept; call in frame order only."""
         with self.lock:
             if self.settings.dedupe and self.kept.near(value, self.settings.dedupe_distance):
                 self.duplicate += 1
                 return False
             self.kept.add(value)
+            if self.settings.dedupe:
+                self.kept_frames.append((index, value))
             return True
 
     def filter(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -125,7 +146,7 @@ class Curator:
             return
         for frame in frames:
             value = self.fingerprint(frame.image)
-            if value is not None and self.admit(value):
+            if value is not None and self.admit(value, frame.index):
                 yield frame
 
     def prefilter(self, frames: Iterable[Frame], pending: dict[int, int]) -> Iterator[Frame]:

@@ -191,7 +191,7 @@ class _Spill:
         with open(self.path, "rb") as handle:
             for frame_index, size in self.records:
                 record = handle.read(size)
-                if frame_index not in hashes or curator.admit(hashes[frame_index]):
+                if frame_index not in hashes or curator.admit(hashes[frame_index], frame_index):
                     writer.write(record, frame_index)
 
     def remove(self) -> None:
@@ -283,6 +283,8 @@ def _write(
         "last_frame_index": writer.last_index,
         "fps": info.fps,
         "shards": [asdict(shard) for shard in writer.shards],
+        # With dedupe: each kept frame's hash, so ingest can find frames another video repeats.
+        "hashes": [[index, f"{value:016x}"] for index, value in curator.kept_frames],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(tmp / MANIFEST, manifest)  # last: a directory with a manifest is complete

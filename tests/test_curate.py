@@ -6,6 +6,7 @@ a black intro and outro and a fade to black; a clip looped; a still; an all-blac
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ import pytest
 
 from synthwave.settings import FrameSettings
 from tasks import shards
-from tasks.curate import CurationError, Curator, HashIndex, dct_hash, distance, thumbnail
+from tasks.curate import CurationError, Curator, HashIndex, dct_hash, distance, repeats, thumbnail
 from tasks.frames import Frame
 from tasks.shards import write_video_shards
 
@@ -161,3 +162,40 @@ def test_the_index_finds_a_near_hash_among_many():
     assert index.count == 1000
     assert index.near(values[700] ^ 0b1111111111, 10)  # 10 bits off
     assert not index.near(values[700] ^ 0b11111111111, 10)  # 11 bits off, and random hashes are ~32 apart
+
+
+def test_repeats_compares_each_video_with_those_before_it_never_with_itself():
+    a = [[0, "00000000000000ff"], [5, "ffffffff00000000"]]
+    b = [[0, "00000000000001ff"], [9, "0f0f0f0f0f0f0f0f"]]  # frame 0: 1 bit from a's frame 0
+    assert repeats([("a", a), ("b", b), ("a", a)], 10) == {"b": [0]}
+    assert repeats([("a", a), ("b", b)], 0) == {}
+
+
+def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefect_server, tmp_path):
+    """The slideshow, and a re-encode of it (mp4v, another codec) with one still of its own at
+    the end: the second contributes only that still; the reader skips the rest of its frames."""
+    from flows.ingest import ingest
+    from gan.data import image_dataset
+    from gan.index import load_index
+    from synthwave.settings import IngestSettings
+
+    images = stills()
+    first = make_video(tmp_path / "first.avi", [image for image in images[:3] for _ in range(FPS)])
+    writer = cv2.VideoWriter(str(tmp_path / "again.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (SIZE[1], SIZE[0]))
+    for image in images:
+        for _ in range(FPS):
+            writer.write(image)
+    writer.release()
+    data = tmp_path / "data"
+    ingest([str(first), str(tmp_path / "again.mp4")], IngestSettings(data_dir=data, frames=CURATED))
+    dataset = json.loads((data / "dataset.json").read_text())
+    first_key, again_key = (video["key"] for video in dataset["videos"])
+    assert [(v["frames"], v["repeated"]) for v in dataset["videos"]] == [(3, 0), (1, 3)]
+    assert dataset["excluded"] == {again_key: [0, FPS, 2 * FPS]} and dataset["frames"] == 4
+    index = load_index(data)
+    assert index.frames == 4 and index.holdout.excluded == {f"{again_key}/{i}" for i in (0, FPS, 2 * FPS)}
+    batches = image_dataset(index.shards, 8, shuffle_buffer=0, repeat=False, drop_remainder=False, holdout=index.holdout)
+    read = np.concatenate([batch.numpy() for batch in batches])
+    assert len(read) == 4
+    last = cv2.cvtColor(images[3], cv2.COLOR_BGR2RGB)[::2, ::2].astype(np.float32) / 127.5 - 1
+    assert np.abs(read[-1] - last).mean() < 0.1  # the re-encode's own still, not a repeat
