@@ -10,13 +10,15 @@ other clips; and, within one clip, frames 1 s and 5 s apart (real motion: where 
 between "the same shot" and "new content" falls). Also the thumbnail spread (blank_std)
 of real frames and of the frames of a fade to black. Last, the frames curation keeps of
 benchmarks/quality.py's data (its demo clips and the sample clips, every frame at 32x56)
-at several dedupe_distance values.
+at several dedupe_distance values; and what finding frames that repeat another video costs
+ingest on a 1,000-video dataset (`--across` alone: just that).
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from itertools import combinations
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import cv2
 import numpy as np
 
 from synthwave.settings import FrameSettings
-from tasks.curate import Curator, dct_hash, distance, spread, thumbnail
+from tasks.curate import Curator, dct_hash, distance, repeats, spread, thumbnail
 from tasks.demo import render_demo_videos
 from tasks.frames import iter_frames
 
@@ -53,7 +55,24 @@ def _summary(values: list[int]) -> str:
     return f"n={len(a):4d} min {a.min():2d}  p1 {np.percentile(a, 1):4.1f}  median {np.median(a):4.1f}  p99 {np.percentile(a, 99):4.1f}  max {a.max():2d}"
 
 
+def across_videos(videos: int = 1000, frames: int = 300) -> None:
+    """tasks.curate.repeats over `videos` of `frames` kept frames each (random hashes: none
+    repeats, so every frame is compared with all before it, the worst case)."""
+    rng = np.random.default_rng(0)
+    dataset = [
+        (f"v{n}", [[i, f"{int(value):016x}"] for i, value in enumerate(rng.integers(0, 2**63, frames, dtype=np.int64))])
+        for n in range(videos)
+    ]
+    start = time.perf_counter()
+    found = repeats(dataset, FrameSettings().dedupe_distance)
+    seconds = time.perf_counter() - start
+    print(f"\nrepeats across {videos} videos x {frames} kept frames: {seconds:.1f} s, {len(found)} with repeats")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--across"]:
+        across_videos()
+        return
     missing = [name for name in CLIPS if not (VIDEOS / name).is_file()]
     if missing:
         sys.exit(f"{VIDEOS}: {', '.join(missing)} missing: the measurement needs the shared sample clips")
@@ -89,6 +108,7 @@ def main() -> None:
     fade = [spread(thumbnail((image * k).round().astype(np.uint8))) for k in (0.2, 0.1, 0.05)]
     print("fade to black, frame x0.2 / x0.1 / x0.05: spread " + " / ".join(f"{v:.1f}" for v in fade))
     quality_data()
+    across_videos()
 
 
 def quality_data(distances: tuple[int, ...] = (0, 2, 4, 6, 8, 10)) -> None:
