@@ -125,7 +125,8 @@ def curation_share(work: Path) -> list[Row]:
             f"{kept}; raw ingest {plain / curated:.2f}x the time"
         )
         target_text = "" if target is None else f"<= {target:g}%"
-        rows.append(Row(f"every={every:<3} png  curation's share", share, unit, target_text, None if target is None else share <= target))
+        passed = None if target is None else share <= target
+        rows.append(Row(f"every={every:<3} png  curation's share", share, unit, target_text, passed))
     return rows
 
 

@@ -102,8 +102,10 @@ def ingest_progress(stream: TextIO, min_seconds: float = 3.0, every_s: float = 0
 
     from tasks.progress import states
 
-    stop, shown = threading.Event(), {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames, {task.fields[left]}"))
+    stop, shown = threading.Event(), {}  # shown: video key -> its bar
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames, {task.fields[left]}")
+    )
 
     def refresh(bars: Progress) -> None:
         while not stop.wait(every_s):

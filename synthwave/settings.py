@@ -145,7 +145,7 @@ class FrameSettings(Strict):
     # Curation (tasks/curate.py, docs/curation.md): on by default; off gives the article's raw sampling.
     dedupe: bool = Field(True, description="Drop near-duplicates of any frame already kept from the same video")
     dedupe_distance: int = Field(
-        10, ge=0, le=64, description="Most bits of 64 in which a near-duplicate's DCT hash differs (measured: docs/curation.md)"
+        10, ge=0, le=64, description="Most of the 64 bits a near-duplicate's DCT hash may differ in (docs/curation.md)"
     )
     drop_blank: bool = Field(True, description="Drop blank frames: black, white or one flat colour")
     blank_std: float = Field(

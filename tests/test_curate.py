@@ -107,7 +107,8 @@ def test_a_still_keeps_one_frame_and_is_refused_unless_dedupe_is_off(tmp_path):
     curator = Curator(CURATED)
     kept = list(curator.filter(Frame(i, i / FPS, image) for i, image in enumerate([stills()[0]] * 30)))
     assert [frame.index for frame in kept] == [0]
-    with pytest.raises(CurationError, match=r"still\.avi: its 30 sampled frames are one repeated image; pass --no-dedupe"):
+    refused = r"still\.avi: its 30 sampled frames are one repeated image; pass --no-dedupe"
+    with pytest.raises(CurationError, match=refused):
         write_video_shards(video, "still", CURATED, 1.0, tmp_path / "out")
     assert list(tmp_path.glob("out*")) == list(tmp_path.glob(".out*")) == []  # nothing left behind
     manifest = write_video_shards(video, "still", FrameSettings(every=1, dedupe=False), 1.0, tmp_path / "out")
@@ -194,7 +195,9 @@ def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefe
     assert dataset["excluded"] == {again_key: [0, FPS, 2 * FPS]} and dataset["frames"] == 4
     index = load_index(data)
     assert index.frames == 4 and index.holdout.excluded == {f"{again_key}/{i}" for i in (0, FPS, 2 * FPS)}
-    batches = image_dataset(index.shards, 8, shuffle_buffer=0, repeat=False, drop_remainder=False, holdout=index.holdout)
+    batches = image_dataset(
+        index.shards, 8, shuffle_buffer=0, repeat=False, drop_remainder=False, holdout=index.holdout
+    )
     read = np.concatenate([batch.numpy() for batch in batches])
     assert len(read) == 4
     last = cv2.cvtColor(images[3], cv2.COLOR_BGR2RGB)[::2, ::2].astype(np.float32) / 127.5 - 1

@@ -169,7 +169,9 @@ def test_curation_is_counted_a_blank_video_fails_alone_and_a_new_setting_recompu
     assert [dataset[key] for key in ("sampled", "frames", "dropped_duplicate", "dropped_blank")] == counts
     with get_client(sync_client=True) as client:
         [table] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[first_id]), type={"any_": ["table"]})
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[first_id]), type={"any_": ["table"]}
+            )
         )
     rows = {row["source"]: row for row in (json.loads(table.data) if isinstance(table.data, str) else table.data)}
     assert [rows[bottle][key] for key in ("sampled", "frames", "dropped_duplicate", "dropped_blank")] == counts

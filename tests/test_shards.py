@@ -141,7 +141,8 @@ def test_failure_midway_leaves_the_old_output_and_no_temp_dir(tmp_path, monkeypa
 def test_success_replaces_the_old_output_whole(tmp_path):
     out = tmp_path / "shards" / "milk"  # parents are created
     write_video_shards(clip("milk.mkv"), "milk", EVERY_FRAME, 0.3, out)
-    manifest = write_video_shards(clip("milk.mkv"), "milk", FrameSettings(every=25, image_format="jpeg", **RAW), 0.3, out)
+    jpeg = FrameSettings(every=25, image_format="jpeg", **RAW)
+    manifest = write_video_shards(clip("milk.mkv"), "milk", jpeg, 0.3, out)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "milk-00000.tfrecord"]
     assert (manifest["frames"], manifest["format"], manifest["last_frame_index"]) == (3, "jpeg", 50)
     assert verify_manifest(out / "manifest.json")

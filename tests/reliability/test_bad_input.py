@@ -85,7 +85,8 @@ def test_a_16_bit_grayscale_video_ingests_as_8_bit_colour(tmp_path):
     for i in range(4):
         writer.write(np.full((48, 64), 16000 * i, np.uint16))
     writer.release()
-    manifest = write_video_shards(path, "deep", FrameSettings(every=1, downsample=1, dedupe=False, drop_blank=False), 1.0, tmp_path / "out")
+    raw = FrameSettings(every=1, downsample=1, dedupe=False, drop_blank=False)  # flat grey frames: blank, one image
+    manifest = write_video_shards(path, "deep", raw, 1.0, tmp_path / "out")
     assert (manifest["frames"], manifest["height"], manifest["width"], manifest["channels"]) == (4, 48, 64, 3)
 
 
