@@ -1,4 +1,4 @@
-"""Ingest throughput against the decode limit, and peak memory on a long video.
+"""Ingest throughput against the decode limit, curation's share of it, and peak memory on a long video.
 
     python -m benchmarks.ingest
 
@@ -6,6 +6,12 @@ Throughput is in source frames per second (frames of the video passed over, kept
 not) on shared/videos/bottle-detection.mp4. The machine is shared, so each ingest run is
 bracketed by decode runs and the best of N ratios is reported (the median too). Peak RSS
 is measured in a fresh subprocess ingesting a 10-minute 360p video made here.
+
+Curation's share (tasks/curate.py): the CPU time its checks take over the frames ingest
+samples (decoded beforehand, best of N) against the CPU time of that ingest with curation on,
+all its threads (best of N); CPU time, as ingest keeps every core busy at every=1 and the
+machine may be shared. Shown beside it: curation's time against ingest's wall time, as if
+it all sat on one thread's critical path. The other runs are of raw sampling, the article's.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import cv2
 import numpy as np
 
 from synthwave.settings import FrameSettings
+from tasks.curate import Curator
+from tasks.frames import iter_frames
 from tasks.shards import write_video_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +40,8 @@ VIDEO = ROOT.parent / "shared" / "videos" / "bottle-detection.mp4"
 REPEATS = 5
 # (every, image format, minimum ratio to the decode limit or None); JPEG shows the codec's share.
 RUNS = [(1, "png", 0.5), (10, "png", 1.5), (240, "png", None), (1, "jpeg", None)]
+RAW = {"dedupe": False, "drop_blank": False}
+CURATION_RUNS = [(1, 5.0), (240, None)]  # (every, most % of ingest time or None)
 RSS_LIMIT_MB = 600
 LONG_SECONDS, LONG_FPS, LONG_SIZE = 600, 30, (360, 640)
 
@@ -67,7 +77,7 @@ def throughput(work: Path) -> list[Row]:
     """Each ingest run is bracketed by decode runs; the best of the per-run ratios counts."""
     rows = []
     for every, image_format, target in RUNS:
-        settings = FrameSettings(every=every, image_format=image_format)
+        settings = FrameSettings(every=every, image_format=image_format, **RAW)
         runs = []  # (ratio, ingest fps, decode fps)
         decode, frames = decode_fps(VIDEO)
         for _ in range(REPEATS):
@@ -83,6 +93,40 @@ def throughput(work: Path) -> list[Row]:
         unit = f"fps {ratio:.2f}x (median {median:.2f}x)"
         passed = None if target is None else ratio >= target
         rows.append(Row(f"{label} write_video_shards", ingest, unit, "" if target is None else f">= {target}x", passed))
+    return rows
+
+
+def _best_seconds(run, clock=time.perf_counter, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        run()
+        times.append(clock() - start)
+    return min(times)
+
+
+def curation_share(work: Path) -> list[Row]:
+    """CPU seconds of curation as a share of the CPU seconds of ingest with curation on."""
+    rows = []
+    for every, target in CURATION_RUNS:
+        settings, raw = FrameSettings(every=every), FrameSettings(every=every, **RAW)
+        frames = list(iter_frames(VIDEO, raw))
+        curate = _best_seconds(lambda: list(Curator(settings).filter(frames)), time.thread_time)
+        out = work / "curated"
+        ingest_cpu = _best_seconds(lambda: write_video_shards(VIDEO, "bench", settings, 100, out), time.process_time)
+        curated = _best_seconds(lambda: write_video_shards(VIDEO, "bench", settings, 100, out))
+        manifest = write_video_shards(VIDEO, "bench", settings, 100, out)
+        plain = _best_seconds(lambda: write_video_shards(VIDEO, "bench", raw, 100, out), time.process_time)
+        shutil.rmtree(out)
+        share = 100 * curate / ingest_cpu
+        kept = f"{manifest['frames']} of {manifest['sampled']} kept"
+        unit = (
+            f"% of CPU ({100 * curate / curated:.1f}% of wall); {1e6 * curate / len(frames):.0f} us/frame; "
+            f"{kept}; raw ingest {plain / ingest_cpu:.2f}x the CPU"
+        )
+        target_text = "" if target is None else f"<= {target:g}%"
+        passed = None if target is None else share <= target
+        rows.append(Row(f"every={every:<3} png  curation's share", share, unit, target_text, passed))
     return rows
 
 
@@ -107,7 +151,8 @@ from pathlib import Path
 from synthwave.settings import FrameSettings
 from tasks.shards import write_video_shards
 start = time.perf_counter()
-manifest = write_video_shards(Path(sys.argv[1]), "long", FrameSettings(every=1), 100, Path(sys.argv[2]))
+manifest = write_video_shards(Path(sys.argv[1]), "long", FrameSettings(every=1, dedupe=False, drop_blank=False), 100,
+                              Path(sys.argv[2]))
 print(json.dumps({"frames": manifest["frames"], "shards": len(manifest["shards"]),
                   "seconds": time.perf_counter() - start, "tensorflow": "tensorflow" in sys.modules}))
 """
@@ -136,7 +181,7 @@ def main() -> None:
     print(f"best of {REPEATS} ingest runs, each against the decode runs around it; source frames per second\n")
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         work = Path(tmp)
-        rows = throughput(work)
+        rows = throughput(work) + curation_share(work)
         peak_mb, child = peak_rss(work)
     label = f"peak RSS: {LONG_SECONDS // 60}-min {LONG_SIZE[0]}p mp4v, every=1 ({child['frames']} frames)"
     rows.append(Row(label, peak_mb, "MB", f"< {RSS_LIMIT_MB} MB", peak_mb < RSS_LIMIT_MB))

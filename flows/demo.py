@@ -22,7 +22,10 @@ def render_clips(out_dir: Path) -> list[str]:
 
 def demo_settings(root: Path, steps: int) -> tuple[IngestSettings, TrainSettings]:
     data_dir = root / "data"
-    ingest = IngestSettings(data_dir=data_dir, frames=FrameSettings(every=SHOT_FRAMES, size=(48, 80)))
+    # The clips are renders of one procedural family: curation's hash, made to fold a video's
+    # repeats, takes many of their scenes for one another (docs/curation.md), so it is off here.
+    frames = FrameSettings(every=SHOT_FRAMES, size=(48, 80), dedupe=False)
+    ingest = IngestSettings(data_dir=data_dir, frames=frames)
     # Small frames, a smaller model than the defaults' and D's lr at 4e-4: in 2000 steps on 2 cores
     # its samples are about as varied as the held-out frames, where D's 1e-4 or 64x112 frames leave
     # them blurrier and alike (docs/quality.md, "The demo").

@@ -29,9 +29,10 @@ from synthwave.atomic import write_json
 from synthwave.errors import UserError
 from synthwave.settings import IngestSettings
 from synthwave.storage import publish_file
+from tasks.curate import repeats
 from tasks.download import DownloadError, is_complete
 from tasks.playlists import playlist_id
-from tasks.shards import load_manifest
+from tasks.shards import CURATION_COUNTS, load_manifest
 from tasks.sources import InvalidSourceError, Source, parse_source
 from tasks.steps import (
     configure,
@@ -253,22 +254,32 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
             "source": outcome.source,
             "title": outcome.title,
             "frames": manifest["frames"],
+            **{key: manifest[key] for key in CURATION_COUNTS},
             "shape": [manifest["height"], manifest["width"], manifest["channels"]],
             "manifest": str(folder / "manifest.json"),
             "shards": [str(folder / shard["file"]) for shard in manifest["shards"]],
         }
     if earlier is None and not videos and path.is_file():
         return path  # another dataset, and nothing made here to replace it with: keep it
+    # Frames another video already put in the dataset (a re-upload, another encode): the reader skips them.
+    manifests = {key: load_manifest(data_dir / video["manifest"]) for key, video in videos.items()}
+    hashes = [(key, manifest.get("hashes", [])) for key, manifest in manifests.items()]
+    excluded = repeats(hashes, settings.frames.dedupe_distance) if settings.frames.dedupe else {}
+    for key, video in videos.items():
+        video["repeated"] = len(excluded.get(key, []))
+        video["frames"] = manifests[key]["frames"] - video["repeated"]
     shapes = {tuple(video["shape"]) for video in videos.values()}
     write_json(
         path,
         {
             "version": 1,
             "frames": sum(video["frames"] for video in videos.values()),
+            **{key: sum(video.get(key, 0) for video in videos.values()) for key in (*CURATION_COUNTS, "repeated")},
             "shape": list(shapes.pop()) if len(shapes) == 1 else None,
             # What made the frames, not where the run happened: the same dataset from threads or Dask.
             "settings": settings.model_dump(mode="json", exclude=_WHERE_IT_RAN),
             "holdout": Holdout().to_json(),
+            "excluded": excluded,
             "videos": list(videos.values()),
             "failed": [{"source": o.source, "error": o.error} for o in outcomes if o.error],
         },
@@ -302,6 +313,7 @@ def _report(outcomes: list[Outcome]) -> None:
                 "key": outcome.key,
                 "title": outcome.title,
                 "frames": manifest.get("frames", 0),
+                **{key: manifest.get(key, 0) for key in CURATION_COUNTS},
                 "shards": len(manifest.get("shards", [])),
                 "status": "failed" if outcome.error else "ok",
                 "error": outcome.error,

@@ -41,11 +41,22 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     return tf.io.parse_single_example(serialized, FEATURES)
 
 
+def _frame_name(serialized: tf.Tensor) -> tf.Tensor:
+    """"<video_key>/<frame_index>" of one serialised record."""
+    frame = tf.io.parse_single_example(serialized, _FRAME_ID)
+    return tf.strings.join([frame[records.VIDEO_KEY], tf.strings.as_string(frame[records.FRAME_INDEX])], "/")
+
+
 def held_out(serialized: tf.Tensor, holdout: Holdout) -> tf.Tensor:
     """Whether one serialised record is a held-out frame (the rule in gan/index.py's Holdout)."""
-    frame = tf.io.parse_single_example(serialized, _FRAME_ID)
-    name = tf.strings.join([frame[records.VIDEO_KEY], tf.strings.as_string(frame[records.FRAME_INDEX])], "/")
-    return tf.strings.to_hash_bucket_fast(name, 1000) < holdout.per_mille
+    return tf.strings.to_hash_bucket_fast(_frame_name(serialized), 1000) < holdout.per_mille
+
+
+def _not_excluded(holdout: Holdout):
+    """A filter passing the records whose frame is not in holdout.excluded."""
+    names = sorted(holdout.excluded)
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(names, tf.ones(len(names), tf.int64)), 0)
+    return lambda serialized: table.lookup(_frame_name(serialized)) == 0
 
 
 def _first_shape(path: str) -> tuple[int, int]:
@@ -109,6 +120,8 @@ def image_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
+    if holdout.excluded:  # frames that repeat another video's: in no split
+        dataset = dataset.filter(_not_excluded(holdout))
     if split != "all":
         keep_held_out = split == "holdout"
         dataset = dataset.filter(lambda serialized: held_out(serialized, holdout) == keep_held_out)

@@ -34,10 +34,14 @@ class Holdout:
     frame are trained on: SWD measures distribution match, not generalisation, so that is the
     accepted cost. ingest writes the rule into dataset.json, which makes the split part of
     the dataset rather than of a run; a dataset.json from before the record gets the same rule.
+
+    `excluded` ("<video_key>/<frame_index>") are in neither split: frames that repeat another
+    video of the dataset (dataset.json's "excluded", tasks/curate.py's `repeats`).
     """
 
     per_mille: int = 100
     rule: str = "fingerprint64(video_key/frame_index) % 1000 < per_mille"
+    excluded: frozenset[str] = frozenset()
 
     def to_json(self) -> dict:
         return {"rule": self.rule, "per_mille": self.per_mille}
@@ -52,12 +56,13 @@ class DatasetIndex:
     manifests: tuple[str, ...] = ()  # one per video: what its shards must hold
 
 
-def _holdout(path: Path, record: dict | None) -> Holdout:
+def _holdout(path: Path, record: dict | None, excluded: dict[str, list[int]]) -> Holdout:
+    names = frozenset(f"{key}/{index}" for key, indices in excluded.items() for index in indices)
     if record is None:
-        return Holdout()
+        return Holdout(excluded=names)
     if record.get("rule") != Holdout.rule or not 0 <= record.get("per_mille", -1) < 1000:
         raise DatasetError(f"{path} has a holdout record this version cannot apply ({record}): rerun ingest")
-    return Holdout(per_mille=record["per_mille"])
+    return Holdout(per_mille=record["per_mille"], excluded=names)
 
 
 def load_index(data_dir: Path) -> DatasetIndex:
@@ -82,10 +87,8 @@ def load_index(data_dir: Path) -> DatasetIndex:
     if len(shapes) > 1:
         sizes = ", ".join(f"{v['key']}: {v['shape'][0]}x{v['shape'][1]}" for v in videos)
         raise DatasetError(f"{path} mixes image sizes ({sizes}): re-ingest with --size HxW")
-    return DatasetIndex(
-        shards=shards, shape=shapes.pop(), frames=frames, holdout=_holdout(path, index.get("holdout")),
-        manifests=manifests,
-    )
+    holdout = _holdout(path, index.get("holdout"), index.get("excluded", {}))
+    return DatasetIndex(shards=shards, shape=shapes.pop(), frames=frames, holdout=holdout, manifests=manifests)
 
 
 def _inside(data_dir: Path, index: Path, relative: str) -> str:

@@ -11,9 +11,11 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -92,13 +94,56 @@ def _read_sources(args: argparse.Namespace) -> list[str]:
     return sources
 
 
+def _left(seconds: float | None) -> str:
+    return "? left" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d} left"
+
+
+@contextmanager
+def ingest_progress(stream: TextIO, min_seconds: float = 3.0, every_s: float = 0.5) -> Iterator[None]:
+    """Per-video bars (frames decoded of the expected count, time left) on `stream` while the
+    block runs, for videos taking over `min_seconds`; nothing unless `stream` is a terminal, so
+    logs stay one line per event. Prefect's log handlers are left as they are."""
+    if not stream.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tasks.progress import states
+
+    stop, shown = threading.Event(), {}  # shown: video key -> its bar
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames, {task.fields[left]}")
+    )
+
+    def refresh(bars: Progress) -> None:
+        while not stop.wait(every_s):
+            current = {state.key: state for state in states(min_seconds)}
+            for key in shown.keys() - current.keys():
+                bars.remove_task(shown.pop(key))
+            for key, state in current.items():
+                if key not in shown:
+                    shown[key] = bars.add_task(key, total=state.expected, left=_left(None))
+                bars.update(shown[key], completed=state.decoded, left=_left(state.seconds_left))
+
+    with Progress(*columns, console=Console(file=stream), transient=True) as bars:
+        thread = threading.Thread(target=refresh, args=(bars,), name="ingest-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.ingest import IngestFailed, ingest
 
     settings, sources = ingest_settings(args), _read_sources(args)
     tie_temporary_server()
     try:
-        dataset = ingest(sources, settings)
+        with ingest_progress(sys.stdout):
+            dataset = ingest(sources, settings)
     except IngestFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -185,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(ingest, IngestSettings)
     for model in INGEST_GROUPS.values():
         add_model_flags(ingest, model)
+    # Curation off in one word each (the generated --dedupe/--drop-blank take a value too).
+    ingest.add_argument("--no-dedupe", dest="dedupe", action="store_const", const=False, default=argparse.SUPPRESS,
+                        help="keep near-duplicate frames (same as --dedupe false)")  # fmt: skip
+    ingest.add_argument("--keep-blank", dest="drop_blank", action="store_const", const=False,
+                        default=argparse.SUPPRESS, help="keep blank frames (same as --drop-blank false)")  # fmt: skip
     ingest.set_defaults(run=cmd_ingest)
 
     train = commands.add_parser("train", help="train the DCGAN on an ingested dataset (resumes)")

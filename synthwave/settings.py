@@ -188,6 +188,15 @@ class FrameSettings(Strict):
     crop_aspect: Aspect | None = Field(None, description="Centre-crop to this W:H aspect first")
     image_format: Literal["png", "jpeg"] = Field("png", description="png: lossless; jpeg: ~4x smaller shards")
     jpeg_quality: int = Field(95, ge=1, le=100, description="Quality of jpeg frames (1-100)")
+    # Curation (tasks/curate.py, docs/curation.md): on by default; off gives the article's raw sampling.
+    dedupe: bool = Field(True, description="Drop near-duplicates of any frame already kept from the same video")
+    dedupe_distance: int = Field(
+        10, ge=0, le=64, description="Most of the 64 bits a near-duplicate's DCT hash may differ in (docs/curation.md)"
+    )
+    drop_blank: bool = Field(True, description="Drop blank frames: black, white or one flat colour")
+    blank_std: float = Field(
+        5.0, ge=0, description="Blank: every channel of the 32x32 thumbnail has a standard deviation below this (0-255)"
+    )
 
     @model_validator(mode="after")
     def _one_stride(self) -> FrameSettings:

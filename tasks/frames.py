@@ -191,6 +191,7 @@ class FrameReader:
         self.info = _info(self.capture)
         self.first_msec: float | None = None
         self.stop_msec: float | None = None
+        self.decoded = 0  # frames of its own range passed over so far, kept or not (tasks/progress.py)
 
     def __enter__(self) -> FrameReader:
         return self
@@ -228,6 +229,7 @@ class FrameReader:
             if index == segment.stop:
                 self.stop_msec = msec
                 return
+            self.decoded += 1
             timestamp = _timestamp(msec, index, info.fps)
             if timestamp < settings.start_s - half_period:
                 continue

@@ -8,7 +8,8 @@ built in a temp directory beside `out_dir` and renamed into place once complete.
 A long video is decoded as segments, one thread each (tasks.frames.plan_segments): the
 first writes its records to the shards as it goes, each later one to a temp file of its
 own, appended in order once the segments before it are done. The shards are byte for
-byte those of one pass. If a segment did not start on its planned frame (a container
+byte those of one pass, curated alike (tasks/curate.py: blank frames and near-duplicates are
+dropped before encoding, and counted in the manifest). If a segment did not start on its planned frame (a container
 whose timestamps make OpenCV's seek inexact), the video is read again in one pass.
 """
 
@@ -35,10 +36,13 @@ from gan import records
 from synthwave.atomic import write_json
 from synthwave.digest import file_sha256
 from synthwave.settings import FrameSettings
+from tasks.curate import Curator
 from tasks.frames import Frame, FrameReader, Segment, VideoInfo, output_size, plan_segments, probe
 from tasks.png import encode_png
+from tasks.progress import Tracker, track
 
 MANIFEST = "manifest.json"
+CURATION_COUNTS = ("sampled", "dropped_duplicate", "dropped_blank")  # in a manifest beside "frames" (kept)
 VERSION = 1
 _MB = 1_000_000
 _MAX_IN_FLIGHT = 64  # frames decoded but not yet written
@@ -181,11 +185,14 @@ class _Spill:
         self.file.write(example)
         self.records.append((frame_index, len(example)))
 
-    def replay(self, writer: _ShardWriter) -> None:
+    def replay(self, writer: _ShardWriter, curator: Curator, hashes: dict[int, int]) -> None:
+        """Append the records to `writer`, each unless `curator` finds it a duplicate (`hashes`: by frame index)."""
         self.file.close()
         with open(self.path, "rb") as handle:
             for frame_index, size in self.records:
-                writer.write(handle.read(size), frame_index)
+                record = handle.read(size)
+                if frame_index not in hashes or curator.admit(hashes[frame_index], frame_index):
+                    writer.write(record, frame_index)
 
     def remove(self) -> None:
         self.file.close()
@@ -244,15 +251,19 @@ def _write(
     writer = _ShardWriter(tmp, video_key, max(1, int(shard_mb * _MB)))
     cpus = _cpus()
     segments = plan_segments(info, settings, cpus)
+    curator = Curator(settings)
     try:
-        with ThreadPoolExecutor(cpus, thread_name_prefix="encode") as pool:
-            if len(segments) > 1 and not _write_segments(video_path, video_key, settings, segments, writer, pool):
+        with ThreadPoolExecutor(cpus, thread_name_prefix="encode") as pool, track(video_key, info.frames) as tracker:
+            args = (video_path, video_key, settings, segments, writer, pool, curator, tracker)
+            if len(segments) > 1 and not _write_segments(*args):
                 writer.discard()
-                segments = [Segment()]
+                segments, curator = [Segment()], Curator(settings)
+                tracker.readers.clear()
             if len(segments) == 1:
-                with FrameReader(video_path, settings) as reader:
-                    for frame, record in _encoded(reader, video_key, settings, pool):
+                with tracker.add(FrameReader(video_path, settings)) as reader:
+                    for frame, record in _encoded(curator.filter(reader), video_key, settings, pool):
                         writer.write(record, frame.index)
+        curator.check(video_path)
     except BaseException:
         writer.abort()
         raise
@@ -263,6 +274,7 @@ def _write(
         "source": source,
         "settings": settings.model_dump(mode="json"),
         "frames": sum(shard.records for shard in writer.shards),
+        **{key: curator.counts()[key] for key in CURATION_COUNTS},
         "height": height,
         "width": width,
         "channels": 3,
@@ -271,6 +283,8 @@ def _write(
         "last_frame_index": writer.last_index,
         "fps": info.fps,
         "shards": [asdict(shard) for shard in writer.shards],
+        # With dedupe: each kept frame's hash, so ingest can find frames another video repeats.
+        "hashes": [[index, f"{value:016x}"] for index, value in curator.kept_frames],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(tmp / MANIFEST, manifest)  # last: a directory with a manifest is complete
@@ -279,15 +293,18 @@ def _write(
 
 def _write_segments(
     video_path: Path, video_key: str, settings: FrameSettings, segments: list[Segment],
-    writer: _ShardWriter, pool: ThreadPoolExecutor,
+    writer: _ShardWriter, pool: ThreadPoolExecutor, curator: Curator, tracker: Tracker,
 ) -> bool:  # fmt: skip
     """Decode `segments` concurrently, one single-threaded capture each, into `writer` in frame
-    order; False (with records written) if a segment did not start where the previous stopped."""
+    order, curated as one pass would; False (with records written) if a segment did not start
+    where the previous stopped."""
     stop = threading.Event()  # set on the first error: the other segments end early
+    pending: list[dict[int, int]] = [{} for _ in segments[1:]]  # hashes a later segment leaves to the join
 
-    def drain(reader: FrameReader, sink: _ShardWriter | _Spill) -> None:
+    def drain(reader: FrameReader, sink: _ShardWriter | _Spill, hashes: dict[int, int] | None = None) -> None:
         try:
-            for frame, record in _encoded(reader, video_key, settings, pool):
+            frames = curator.filter(reader) if hashes is None else curator.prefilter(reader, hashes)
+            for frame, record in _encoded(frames, video_key, settings, pool):
                 if stop.is_set():
                     return
                 sink.write(record, frame.index)
@@ -300,10 +317,13 @@ def _write_segments(
     spills: list[_Spill] = []
     try:
         for segment in segments:
-            readers.append(FrameReader(video_path, settings, segment, threads))
+            readers.append(tracker.add(FrameReader(video_path, settings, segment, threads)))
         spills = [_Spill(writer.directory / f".segment-{n}.records") for n in range(1, len(segments))]
         with ThreadPoolExecutor(len(spills), thread_name_prefix="segment") as decoders:
-            later = [decoders.submit(drain, reader, spill) for reader, spill in zip(readers[1:], spills, strict=True)]
+            later = [
+                decoders.submit(drain, reader, spill, hashes)
+                for reader, spill, hashes in zip(readers[1:], spills, pending, strict=True)
+            ]
             try:
                 drain(readers[0], writer)
             finally:
@@ -312,8 +332,8 @@ def _write_segments(
             raise next(error for error in errors if error is not None)
         if not all(after.continues(before) for before, after in zip(readers, readers[1:])):
             return False
-        for spill in spills:
-            spill.replay(writer)
+        for spill, hashes in zip(spills, pending, strict=True):
+            spill.replay(writer, curator, hashes)
         return True
     finally:
         for reader in readers:

@@ -83,7 +83,7 @@ def stack_dataset(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def ingest_settings(data_dir: Path) -> dict[str, Any]:
     return {
         "data_dir": str(data_dir),
-        "frames": {"every": 60, "size": [32, 56]},
+        "frames": {"every": 60, "size": [32, 56], "dedupe": False},  # book.mkv is one image to curation
         "download": {"retries": 2, "retry_delay_s": 0.05, "timeout_s": 10, "allowed_hosts": ["127.0.0.1"]},
         "shard_mb": 0.05,
     }

@@ -25,6 +25,17 @@ def test_flags_map_onto_nested_settings():
     assert train_settings(build_parser().parse_args(["train", "--steps", "7"])).steps == 7
 
 
+def test_curation_is_on_by_default_and_each_part_can_be_turned_off():
+    def frames(*flags: str):
+        return ingest_settings(build_parser().parse_args(["ingest", "a.mp4", *flags])).frames
+
+    assert (frames().dedupe, frames().drop_blank, frames().dedupe_distance) == (True, True, 10)
+    assert (frames("--no-dedupe").dedupe, frames("--no-dedupe").drop_blank) == (False, True)
+    assert (frames("--keep-blank").dedupe, frames("--keep-blank").drop_blank) == (True, False)
+    assert frames("--dedupe", "false", "--dedupe-distance", "4").dedupe is False
+    assert frames("--dedupe-distance", "4").dedupe_distance == 4
+
+
 def test_label_smoothing_defaults_to_bce_only_and_hinge_refuses_it_when_asked(capsys):
     def parsed(*flags: str):
         return train_settings(build_parser().parse_args(["train", *flags]))
@@ -81,7 +92,7 @@ def test_ingest_exit_status_and_one_line_per_failed_source(prefect_server, sampl
     empty.write_bytes(b"")
     result = subprocess.run(
         [sys.executable, "-m", "synthwave.cli", "ingest", str(good), str(empty), "ftp://host/x.mp4",
-         "--data-dir", str(tmp_path / "data"), "--every", "25", "--size", "32x56"],
+         "--data-dir", str(tmp_path / "data"), "--every", "25", "--size", "32x56", "--no-dedupe"],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
     )
     assert result.returncode == 1

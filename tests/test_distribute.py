@@ -90,7 +90,7 @@ def _loop(out: Path) -> dict | None:
 
     if not BOOK.is_file():
         return None
-    manifest = write_video_shards(BOOK, "book", FrameSettings(every=1, size=(32, 56)), 0.1, out / "data")
+    manifest = write_video_shards(BOOK, "book", FrameSettings(every=1, size=(32, 56), dedupe=False), 0.1, out / "data")
     shards = [str(out / "data" / shard["file"]) for shard in manifest["shards"]]
     run = dict(run_dir=out / "run", batch_size=8, g_filters=16, d_filters=8, max_blocks=2, shuffle_buffer=32,
                checkpoint_every=1, eval_every=2, eval_frames=16, ema_decay=0.9, walk_seconds=0)  # fmt: skip

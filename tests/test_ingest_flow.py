@@ -5,9 +5,11 @@ import shutil
 import threading
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
 from flows.ingest import IngestFailed, ingest
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings
@@ -17,7 +19,7 @@ from tasks.shards import verify_manifest
 def settings(data_dir: Path, **download) -> IngestSettings:
     return IngestSettings(
         data_dir=data_dir,
-        frames=FrameSettings(every=60, size=(32, 56)),
+        frames=FrameSettings(every=60, size=(32, 56), dedupe=False),  # book.mkv is one image to curation
         download=DownloadSettings(
             **{"retries": 2, "retry_delay_s": 0.05, "timeout_s": 10, "allowed_hosts": ["127.0.0.1"], **download}
         ),  # the loopback server is a private address: listed
@@ -139,8 +141,48 @@ def test_moved_data_folder_keeps_its_cache(prefect_server, video_server, sample_
     dataset = json.loads((tmp_path / "new" / "dataset.json").read_text())
     assert [verify_manifest(tmp_path / "new" / video["manifest"]) for video in dataset["videos"]] == [True]
 
-    other = settings(tmp_path / "new").model_copy(update={"frames": FrameSettings(every=30, size=(32, 56))})
+    other = settings(tmp_path / "new").model_copy(update={"frames": FrameSettings(every=30, size=(32, 56), dedupe=False)})
     state, third_id = run([url], other)
     assert state.is_completed(), state.message
     assert sorted(task_states(third_id).values()) == ["Cached", "Completed"]  # the download, new shards
     assert video_server.count("/milk.mkv") == 1
+
+
+def test_curation_is_counted_a_blank_video_fails_alone_and_a_new_setting_recomputes_only_shards(
+    prefect_server, sample_videos, tmp_path
+):
+    bottle = str(shutil.copy(sample_videos / "bottle-detection.mp4", tmp_path / "bottle.mp4"))
+    black = tmp_path / "black.avi"
+    writer = cv2.VideoWriter(str(black), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(20):
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    curated = settings(tmp_path / "data").model_copy(update={"frames": FrameSettings(every=60, size=(32, 56))})
+
+    state, first_id = run([bottle, str(black)], curated)
+    with pytest.raises(IngestFailed, match=r"1 of 2 sources failed: .*black\.avi: all 1 sampled frames are blank"):
+        state.result()
+    dataset = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    [video] = dataset["videos"]
+    counts = [video[key] for key in ("sampled", "frames", "dropped_duplicate", "dropped_blank")]
+    assert counts[0] == 20 and counts[0] == sum(counts[1:]) and 1 < counts[1] < 20, counts  # every 60th of 1189
+    assert [dataset[key] for key in ("sampled", "frames", "dropped_duplicate", "dropped_blank")] == counts
+    with get_client(sync_client=True) as client:
+        [table] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[first_id]), type={"any_": ["table"]}
+            )
+        )
+    rows = {row["source"]: row for row in (json.loads(table.data) if isinstance(table.data, str) else table.data)}
+    assert [rows[bottle][key] for key in ("sampled", "frames", "dropped_duplicate", "dropped_blank")] == counts
+    assert rows[str(black)]["status"] == "failed"
+
+    state, rerun_id = run([bottle], curated)
+    assert state.is_completed() and set(task_states(rerun_id).values()) == {"Cached"}
+    looser = curated.model_copy(update={"frames": curated.frames.model_copy(update={"dedupe_distance": 4})})
+    state, third_id = run([bottle], looser)
+    assert state.is_completed(), state.message
+    states = task_states(third_id)
+    assert (states[f"download-{video['key']}"], states[f"shards-{video['key']}"]) == ("Cached", "Completed")
+    again = json.loads((tmp_path / "data" / "dataset.json").read_text())["videos"][0]
+    assert again["sampled"] == 20 and again["frames"] > counts[1]  # a stricter match drops fewer

@@ -14,8 +14,9 @@ from tasks.frames import iter_frames
 from tasks.shards import write_video_shards
 
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
-PNG = FrameSettings(every=5)
-JPEG = FrameSettings(every=5, image_format="jpeg")
+# Raw sampling: milk.mkv is one image to curation (tasks/curate.py).
+PNG = FrameSettings(every=5, dedupe=False)
+JPEG = FrameSettings(every=5, image_format="jpeg", dedupe=False)
 
 
 def clip(name: str) -> Path:

@@ -18,7 +18,9 @@ from tasks.frames import FrameReader, Segment, VideoInfo, VideoReadError, iter_f
 from tasks.shards import load_manifest, verify_manifest, write_video_shards
 
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
-EVERY_FRAME = FrameSettings(every=1)
+# Raw sampling: milk.mkv is one image to curation (tests/test_curate.py covers curation).
+RAW = {"dedupe": False, "drop_blank": False}
+EVERY_FRAME = FrameSettings(every=1, **RAW)
 
 
 def clip(name: str) -> Path:
@@ -72,7 +74,7 @@ def test_shards_roll_over_with_deterministic_names_and_a_true_manifest(tmp_path)
 
 def test_records_hold_every_kept_frame_in_order(tmp_path):
     video = clip("milk.mkv")
-    settings = FrameSettings(every=7, downsample=4)
+    settings = FrameSettings(every=7, downsample=4, **RAW)
     manifest = write_video_shards(video, "milk", settings, 0.05, tmp_path / "out")
     examples = []
     for shard in manifest["shards"]:
@@ -116,7 +118,7 @@ def test_verify_manifest_detects_missing_and_corrupted_shards(tmp_path):
 
 def test_failure_midway_leaves_the_old_output_and_no_temp_dir(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    write_video_shards(clip("milk.mkv"), "milk", FrameSettings(every=10), 0.3, out)
+    write_video_shards(clip("milk.mkv"), "milk", FrameSettings(every=10, **RAW), 0.3, out)
     before = snapshot(out)
     calls = 0
     real_write = records.write_record
@@ -139,7 +141,8 @@ def test_failure_midway_leaves_the_old_output_and_no_temp_dir(tmp_path, monkeypa
 def test_success_replaces_the_old_output_whole(tmp_path):
     out = tmp_path / "shards" / "milk"  # parents are created
     write_video_shards(clip("milk.mkv"), "milk", EVERY_FRAME, 0.3, out)
-    manifest = write_video_shards(clip("milk.mkv"), "milk", FrameSettings(every=25, image_format="jpeg"), 0.3, out)
+    jpeg = FrameSettings(every=25, image_format="jpeg", **RAW)
+    manifest = write_video_shards(clip("milk.mkv"), "milk", jpeg, 0.3, out)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "milk-00000.tfrecord"]
     assert (manifest["frames"], manifest["format"], manifest["last_frame_index"]) == (3, "jpeg", 50)
     assert verify_manifest(out / "manifest.json")
@@ -171,7 +174,7 @@ def one_pass(video: Path, settings: FrameSettings, out: Path, monkeypatch) -> di
 
 @pytest.mark.parametrize("cpus", [2, 3])
 def test_segments_write_the_shards_of_one_pass_byte_for_byte(tmp_path, monkeypatch, cpus):
-    video, settings = clip("bottle-detection.mp4"), FrameSettings(every=7)  # 1189 frames: 2 segments
+    video, settings = clip("bottle-detection.mp4"), FrameSettings(every=7, **RAW)  # 1189 frames: 2 segments
     expected = one_pass(video, settings, tmp_path / "one", monkeypatch)
     monkeypatch.setattr(shards, "_cpus", lambda: cpus)
     planned = []

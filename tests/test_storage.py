@@ -34,7 +34,7 @@ def storage(s3, prefix: str = "data") -> StorageSettings:
 def ingest_settings(data_dir: Path, store: StorageSettings | None = None) -> IngestSettings:
     return IngestSettings(
         data_dir=data_dir,
-        frames=FrameSettings(every=5, size=(32, 56)),
+        frames=FrameSettings(every=5, size=(32, 56), dedupe=False),  # milk, book: one image each to curation
         download=DownloadSettings(allowed_hosts=["127.0.0.1"], retries=0, timeout_s=10),
         shard_mb=0.05,  # several shards per video
         storage=store,
@@ -58,7 +58,7 @@ def run_ingest(sources: list[str], config: IngestSettings) -> dict[str, str]:
 def test_publish_then_stage_round_trip_with_checksums(s3, sample_videos, tmp_path):
     store, machine_a, machine_b = storage(s3), tmp_path / "a", tmp_path / "b"
     folder = machine_a / "shards" / "milk" / "x-0.05mb"
-    every_frame = FrameSettings(every=1, size=(32, 56))
+    every_frame = FrameSettings(every=1, size=(32, 56), dedupe=False)
     manifest = write_video_shards(sample_videos / "milk.mkv", "milk", every_frame, 0.05, folder)
     files = [shard["file"] for shard in manifest["shards"]]
     assert len(files) > 1

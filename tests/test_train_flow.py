@@ -40,7 +40,7 @@ def data_dir(prefect_server, tmp_path_factory) -> Path:
         pytest.skip(f"sample videos not found at {SAMPLE_VIDEOS}")
     data = tmp_path_factory.mktemp("data")
     sources = [str(SAMPLE_VIDEOS / name) for name in ("bottle-detection.mp4", "milk.mkv", "book.mkv")]
-    ingest(sources, IngestSettings(data_dir=data, frames=FrameSettings(every=10, size=(32, 56))))
+    ingest(sources, IngestSettings(data_dir=data, frames=FrameSettings(every=10, size=(32, 56), dedupe=False)))
     return data
 
 

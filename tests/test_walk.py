@@ -34,7 +34,7 @@ def trained_run(prefect_server, tmp_path_factory) -> tuple[Path, object]:
     root = tmp_path_factory.mktemp("walk")
     data = root / "data"
     sources = [str(SAMPLE_VIDEOS / name) for name in ("milk.mkv", "book.mkv")]
-    ingest(sources, IngestSettings(data_dir=data, frames=FrameSettings(every=2, size=(32, 56))))
+    ingest(sources, IngestSettings(data_dir=data, frames=FrameSettings(every=2, size=(32, 56), dedupe=False)))
     settings = TrainSettings(
         data_dir=data, run_dir=root / "run", steps=8, batch_size=16, g_filters=32, d_filters=16, g_lr=5e-3,
         d_lr=5e-3, sample_every=1, checkpoint_every=4, shuffle_buffer=64, walk_seconds=1.0, eval_every=0,

@@ -72,7 +72,7 @@ def test_unreadable_videos_fail_naming_the_file_and_write_nothing(tmp_path):
 def test_awkward_but_valid_videos_ingest(tmp_path, case, frames, every, kept, shape):
     video = make_video(tmp_path / f"{case}.avi", frames)
     assert probe(video).height == frames[0].shape[0] and probe(video).width == frames[0].shape[1]
-    manifest = write_video_shards(video, "k", FrameSettings(every=every), 1.0, tmp_path / "out")
+    manifest = write_video_shards(video, "k", FrameSettings(every=every, drop_blank=False), 1.0, tmp_path / "out")
     assert manifest["frames"] == kept
     assert (manifest["height"], manifest["width"], manifest["channels"]) == (*shape, 3)
 
@@ -87,7 +87,8 @@ def test_a_16_bit_grayscale_video_ingests_as_8_bit_colour(tmp_path):
     for i in range(4):
         writer.write(np.full((48, 64), 16000 * i, np.uint16))
     writer.release()
-    manifest = write_video_shards(path, "deep", FrameSettings(every=1, downsample=1), 1.0, tmp_path / "out")
+    raw = FrameSettings(every=1, downsample=1, dedupe=False, drop_blank=False)  # flat grey frames: blank, one image
+    manifest = write_video_shards(path, "deep", raw, 1.0, tmp_path / "out")
     assert (manifest["frames"], manifest["height"], manifest["width"], manifest["channels"]) == (4, 48, 64, 3)
 
 

@@ -35,7 +35,7 @@ CHILD_TIMEOUT_S = 180  # a rerun that hangs on a stale lock fails here instead o
 def settings(data_dir: Path, **frames) -> IngestSettings:
     return IngestSettings(
         data_dir=data_dir,
-        frames=FrameSettings(**{"every": 60, "size": (32, 56), **frames}),
+        frames=FrameSettings(**{"every": 60, "size": (32, 56), "dedupe": False, **frames}),
         download=DownloadSettings(retries=0, retry_delay_s=0, timeout_s=60, allowed_hosts=("127.0.0.1",)),
         shard_mb=0.05,
     )

@@ -1,0 +1,140 @@
+"""How far apart the DCT hashes of the same image and of different images fall: the
+measurement dedupe_distance and blank_std are chosen by (docs/curation.md).
+
+    python -m benchmarks.dedupe
+
+Same image: every 10th frame of the three shared sample clips at ingest's default size,
+against itself re-encoded (JPEG q30), shifted by 2 px, faded (x0.5, x0.2) and with noise.
+Different images: the same frames against their mirror image and against the frames of the
+other clips; and, within one clip, frames 1 s and 5 s apart (real motion: where the line
+between "the same shot" and "new content" falls). Also the thumbnail spread (blank_std)
+of real frames and of the frames of a fade to black. Last, the frames curation keeps of
+benchmarks/quality.py's data (its demo clips and the sample clips, every frame at 32x56)
+at several dedupe_distance values; and what finding frames that repeat another video costs
+ingest on a 1,000-video dataset (`--across` alone: just that).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from itertools import combinations
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from synthwave.settings import FrameSettings
+from tasks.curate import Curator, dct_hash, distance, repeats, spread, thumbnail
+from tasks.demo import render_demo_videos
+from tasks.frames import iter_frames
+
+VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
+CLIPS = ["bottle-detection.mp4", "milk.mkv", "book.mkv"]
+RAW_CURATION = {"dedupe": False, "drop_blank": False}
+RAW = FrameSettings(every=1, **RAW_CURATION)
+
+
+def _variants(image: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    height, width = image.shape[:2]
+    shift = cv2.warpAffine(image, np.float32([[1, 0, 2], [0, 1, 2]]), (width, height), borderMode=cv2.BORDER_REPLICATE)
+    noise = np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 30])[1], cv2.IMREAD_COLOR)
+    fade = {f"fade x{k}": (image * k).round().astype(np.uint8) for k in (0.5, 0.2)}
+    return {"jpeg q30": jpeg, "shift 2px": shift, "noise sd6": noise, **fade}
+
+
+def _hash(image: np.ndarray) -> int:
+    return dct_hash(thumbnail(image))
+
+
+def _summary(values: list[int]) -> str:
+    a = np.array(values)
+    low, mid, high = np.percentile(a, [1, 50, 99])
+    return f"n={len(a):4d} min {a.min():2d}  p1 {low:4.1f}  median {mid:4.1f}  p99 {high:4.1f}  max {a.max():2d}"
+
+
+def across_videos(videos: int = 1000, frames: int = 300) -> None:
+    """tasks.curate.repeats over `videos` of `frames` kept frames each (random hashes: none
+    repeats, so every frame is compared with all before it, the worst case)."""
+    rng = np.random.default_rng(0)
+    dataset = [
+        (f"v{n}", [[i, f"{int(value):016x}"] for i, value in enumerate(rng.integers(0, 2**63, frames, dtype=np.int64))])
+        for n in range(videos)
+    ]
+    start = time.perf_counter()
+    found = repeats(dataset, FrameSettings().dedupe_distance)
+    seconds = time.perf_counter() - start
+    matched = sum(len(indices) for indices in found.values())
+    print(
+        f"\nrepeats across {videos} videos x {frames} kept frames: {seconds:.1f} s; "
+        f"false matches: {matched} frames of {len(found)} videos"
+    )
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--across"]:
+        across_videos()
+        return
+    missing = [name for name in CLIPS if not (VIDEOS / name).is_file()]
+    if missing:
+        sys.exit(f"{VIDEOS}: {', '.join(missing)} missing: the measurement needs the shared sample clips")
+    frames = {name: [f.image for f in iter_frames(VIDEOS / name, RAW)] for name in CLIPS}
+    sampled = {name: images[::10] for name, images in frames.items()}
+    same: dict[str, list[int]] = {}
+    for images in sampled.values():
+        for image in images:
+            for label, variant in _variants(image).items():
+                same.setdefault(label, []).append(distance(_hash(image), _hash(variant)))
+    hashes = {name: [_hash(image) for image in images] for name, images in sampled.items()}
+    mirror = [distance(_hash(im), _hash(im[:, ::-1])) for images in sampled.values() for im in images]
+    across = {
+        f"{x[:6]} vs {y[:6]}": [distance(a, b) for a in hashes[x] for b in hashes[y]] for x, y in combinations(CLIPS, 2)
+    }
+    print("Hamming distance of 64-bit DCT hashes, frames at ingest's default size (half)\n")
+    print("same image:")
+    for label, values in same.items():
+        print(f"  {label:<22} {_summary(values)}")
+    print(f"  {'all of the above':<22} {_summary([v for values in same.values() for v in values])}")
+    print("different images:")
+    print(f"  {'mirror image':<22} {_summary(mirror)}")
+    for label, values in across.items():
+        print(f"  {label:<22} {_summary(values)}")
+    for name, images in frames.items():
+        all_hashes = [_hash(image) for image in images]
+        for gap_s in (1, 5):
+            gap = 30 * gap_s
+            values = [distance(all_hashes[i], all_hashes[i + gap]) for i in range(0, len(images) - gap, 5)]
+            if values:
+                print(f"  {name} {gap_s} s apart".ljust(24) + " " + _summary(values))
+    spreads = [spread(thumbnail(im)) for images in frames.values() for im in images]
+    low = np.percentile(spreads, 1)
+    print(f"\nthumbnail spread (largest channel std) of real frames: min {min(spreads):.1f}, p1 {low:.1f}")
+    image = sampled["bottle-detection.mp4"][0]
+    fade = [spread(thumbnail((image * k).round().astype(np.uint8))) for k in (0.2, 0.1, 0.05)]
+    print("fade to black, frame x0.2 / x0.1 / x0.05: spread " + " / ".join(f"{v:.1f}" for v in fade))
+    quality_data()
+    across_videos()
+
+
+def quality_data(distances: tuple[int, ...] = (0, 2, 4, 6, 8, 10)) -> None:
+    """Frames kept of benchmarks/quality.py's videos at every=1, 32x56, by dedupe_distance."""
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = render_demo_videos(Path(tmp), count=4) + [VIDEOS / name for name in CLIPS]
+        print(f"\nkept of benchmarks/quality.py's data (every=1, 32x56) by dedupe_distance {distances}:")
+        totals = [0] * (len(distances) + 1)
+        for video in videos:
+            frames = list(iter_frames(video, FrameSettings(every=1, size=(32, 56), **RAW_CURATION)))
+            kept = [len(frames)]
+            for max_distance in distances:
+                curator = Curator(FrameSettings(every=1, size=(32, 56), dedupe_distance=max_distance))
+                kept.append(sum(1 for _ in curator.filter(frames)))
+            totals = [a + b for a, b in zip(totals, kept, strict=True)]
+            print(f"  {video.name:<22} raw {kept[0]:5d}  kept " + " ".join(f"{n:5d}" for n in kept[1:]))
+        print(f"  {'all':<22} raw {totals[0]:5d}  kept " + " ".join(f"{n:5d}" for n in totals[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Curation at ingest: blank frames and near-duplicates dropped, counted, and refused when nothing is left.
+
+The videos are made here from frames of the shared sample clips: a slideshow with hard cuts,
+a black intro and outro and a fade to black; a clip looped; a still; an all-black video.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from synthwave.settings import FrameSettings
+from tasks import shards
+from tasks.curate import CurationError, Curator, HashIndex, dct_hash, distance, repeats, thumbnail
+from tasks.frames import Frame
+from tasks.shards import write_video_shards
+
+VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
+FPS = 10
+SIZE = (180, 320)  # (height, width) of the videos made here; ingest halves it
+CURATED = FrameSettings(every=1)
+RAW = FrameSettings(every=1, dedupe=False, drop_blank=False)
+
+
+def still(name: str, index: int) -> np.ndarray:
+    path = VIDEOS / name
+    if not path.is_file():
+        pytest.skip(f"sample clip {path} is absent (see shared/videos/README.md)")
+    capture = cv2.VideoCapture(str(path))
+    for _ in range(index + 1):
+        ok, image = capture.read()
+        assert ok, f"{path} has no frame {index}"
+    capture.release()
+    return cv2.resize(image, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_AREA)
+
+
+def stills() -> list[np.ndarray]:
+    """Four different images: the bottle scene, the signer, and each of them upside down."""
+    bottle, signer = still("bottle-detection.mp4", 0), still("milk.mkv", 0)
+    return [bottle, signer, cv2.flip(bottle, 0), cv2.flip(signer, 0)]
+
+
+def make_video(path: Path, frames: list[np.ndarray]) -> Path:
+    """MJPG: each frame is coded alone, so a repeated frame decodes to the same pixels."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (SIZE[1], SIZE[0]))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def black(seconds: float) -> list[np.ndarray]:
+    return [np.zeros((*SIZE, 3), np.uint8)] * round(seconds * FPS)
+
+
+def counts(manifest: dict) -> tuple[int, int, int, int]:
+    return manifest["sampled"], manifest["frames"], manifest["dropped_duplicate"], manifest["dropped_blank"]
+
+
+def test_the_stills_are_far_apart_and_a_fade_hashes_like_its_frame():
+    """What the other tests rely on, by the numbers (dedupe_distance 10)."""
+    hashes = [dct_hash(thumbnail(image)) for image in stills()]
+    apart = [distance(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1 :]]
+    assert min(apart) > 2 * CURATED.dedupe_distance
+    image = stills()[0]
+    for level in (0.7, 0.4, 0.2):
+        faded = (image * level).round().astype(np.uint8)
+        assert distance(dct_hash(thumbnail(faded)), hashes[0]) <= CURATED.dedupe_distance
+
+
+def test_slideshow_keeps_each_still_once_without_the_black_and_the_fade(tmp_path):
+    images = stills()
+    fade = [(images[-1] * (1 - step / 10)).round().astype(np.uint8) for step in range(1, 11)]
+    frames = black(1) + [image for image in images for _ in range(3 * FPS)] + fade + black(1)
+    video = make_video(tmp_path / "slideshow.avi", frames)
+    manifest = write_video_shards(video, "slides", CURATED, 1.0, tmp_path / "curated")
+    # Blank: the intro, the outro and the fade's last frame; the rest of the fade hashes as its still.
+    assert counts(manifest) == (len(frames), len(images), len(frames) - len(images) - 2 * FPS - 1, 2 * FPS + 1)
+    # The kept frames are the first of each still: every cut is seen.
+    assert manifest["first_frame_index"] == FPS
+    raw = write_video_shards(video, "slides", RAW, 1.0, tmp_path / "raw")
+    assert counts(raw) == (len(frames), len(frames), 0, 0)
+
+
+def test_a_looped_clip_keeps_about_one_loop(tmp_path):
+    capture = cv2.VideoCapture(str(VIDEOS / "bottle-detection.mp4"))
+    clip = []
+    for index in range(480):
+        ok, image = capture.read()
+        assert ok
+        if index % 8 == 0:  # 60 frames: 6 s at 10 fps, the scene moving
+            clip.append(cv2.resize(image, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_AREA))
+    once = write_video_shards(make_video(tmp_path / "once.avi", clip), "once", CURATED, 1.0, tmp_path / "once")
+    looped = write_video_shards(make_video(tmp_path / "loop.avi", clip * 4), "loop", CURATED, 1.0, tmp_path / "loop")
+    assert 1 < once["frames"] < len(clip)
+    assert counts(looped) == (4 * len(clip), once["frames"], 4 * len(clip) - once["frames"], 0)
+    assert looped["last_frame_index"] < len(clip)  # nothing kept after the first loop
+
+
+def test_a_still_keeps_one_frame_and_is_refused_unless_dedupe_is_off(tmp_path):
+    video = make_video(tmp_path / "still.avi", [stills()[0]] * 30)
+    curator = Curator(CURATED)
+    kept = list(curator.filter(Frame(i, i / FPS, image) for i, image in enumerate([stills()[0]] * 30)))
+    assert [frame.index for frame in kept] == [0]
+    refused = r"still\.avi: its 30 sampled frames are one repeated image; pass --no-dedupe"
+    with pytest.raises(CurationError, match=refused):
+        write_video_shards(video, "still", CURATED, 1.0, tmp_path / "out")
+    assert list(tmp_path.glob("out*")) == list(tmp_path.glob(".out*")) == []  # nothing left behind
+    manifest = write_video_shards(video, "still", FrameSettings(every=1, dedupe=False), 1.0, tmp_path / "out")
+    assert counts(manifest) == (30, 30, 0, 0)
+
+
+def test_an_all_black_video_is_refused_unless_blank_frames_are_kept(tmp_path):
+    video = make_video(tmp_path / "black.avi", black(3))
+    with pytest.raises(CurationError, match=r"black\.avi: all 30 sampled frames are blank .*; pass --keep-blank"):
+        write_video_shards(video, "black", CURATED, 1.0, tmp_path / "out")
+    with pytest.raises(CurationError, match="one repeated image"):  # kept, but one black image 30 times
+        write_video_shards(video, "black", FrameSettings(every=1, drop_blank=False), 1.0, tmp_path / "out")
+    assert counts(write_video_shards(video, "black", RAW, 1.0, tmp_path / "out")) == (30, 30, 0, 0)
+
+
+def test_a_mirrored_still_is_not_taken_for_its_original(tmp_path):
+    image = stills()[1]
+    video = make_video(tmp_path / "mirror.avi", [image] * FPS + [cv2.flip(image, 1)] * FPS)
+    manifest = write_video_shards(video, "mirror", CURATED, 1.0, tmp_path / "out")
+    assert counts(manifest) == (2 * FPS, 2, 2 * FPS - 2, 0)
+    assert (manifest["first_frame_index"], manifest["last_frame_index"]) == (0, FPS)
+
+
+def test_segments_curate_as_one_pass(tmp_path, monkeypatch):
+    """Decoded as two concurrent segments, a looped video's shards are still those of one pass."""
+    looped = make_video(tmp_path / "loop.avi", [image for image in stills() for _ in range(50)] * 5)  # 1000 frames
+    with monkeypatch.context() as patch:
+        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [shards.Segment()])
+        one = write_video_shards(looped, "loop", CURATED, 1.0, tmp_path / "one")
+    monkeypatch.setattr(shards, "_cpus", lambda: 2)
+    two = write_video_shards(looped, "loop", CURATED, 1.0, tmp_path / "two")
+    assert counts(one) == counts(two) == (1000, 4, 996, 0)
+    assert [shard["sha256"] for shard in one["shards"]] == [shard["sha256"] for shard in two["shards"]]
+
+
+def test_segments_curate_a_real_video_as_one_pass(tmp_path, monkeypatch):
+    video = VIDEOS / "bottle-detection.mp4"  # 1189 frames: two segments
+    with monkeypatch.context() as patch:
+        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [shards.Segment()])
+        one = write_video_shards(video, "bottle", CURATED, 1.0, tmp_path / "one")
+    monkeypatch.setattr(shards, "_cpus", lambda: 2)
+    two = write_video_shards(video, "bottle", CURATED, 1.0, tmp_path / "two")
+    assert counts(one) == counts(two) and one["sampled"] == 1189 and 1 < one["frames"] < 100
+    assert [shard["sha256"] for shard in one["shards"]] == [shard["sha256"] for shard in two["shards"]]
+
+
+def test_the_index_finds_a_near_hash_among_many():
+    index, rng = HashIndex(), np.random.default_rng(0)
+    values = [int(value) for value in rng.integers(0, 2**63, 1000, dtype=np.int64)]
+    for value in values:
+        index.add(value)
+    assert index.count == 1000
+    assert index.near(values[700] ^ 0b1111111111, 10)  # 10 bits off
+    assert not index.near(values[700] ^ 0b11111111111, 10)  # 11 bits off, and random hashes are ~32 apart
+
+
+def test_repeats_compares_each_video_with_those_before_it_never_with_itself():
+    a = [[0, "00000000000000ff"], [5, "ffffffff00000000"]]
+    b = [[0, "00000000000001ff"], [9, "0f0f0f0f0f0f0f0f"]]  # frame 0: 1 bit from a's frame 0
+    assert repeats([("a", a), ("b", b), ("a", a)], 10) == {"b": [0]}
+    assert repeats([("a", a), ("b", b)], 0) == {}
+
+
+def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefect_server, tmp_path):
+    """The slideshow, and a re-encode of it (mp4v, another codec) with one still of its own at
+    the end: the second contributes only that still; the reader skips the rest of its frames."""
+    from flows.ingest import ingest
+    from gan.data import image_dataset
+    from gan.index import load_index
+    from synthwave.settings import IngestSettings
+
+    images = stills()
+    first = make_video(tmp_path / "first.avi", [image for image in images[:3] for _ in range(FPS)])
+    writer = cv2.VideoWriter(str(tmp_path / "again.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (SIZE[1], SIZE[0]))
+    for image in images:
+        for _ in range(FPS):
+            writer.write(image)
+    writer.release()
+    data = tmp_path / "data"
+    ingest([str(first), str(tmp_path / "again.mp4")], IngestSettings(data_dir=data, frames=CURATED))
+    dataset = json.loads((data / "dataset.json").read_text())
+    first_key, again_key = (video["key"] for video in dataset["videos"])
+    assert [(v["frames"], v["repeated"]) for v in dataset["videos"]] == [(3, 0), (1, 3)]
+    assert dataset["excluded"] == {again_key: [0, FPS, 2 * FPS]} and dataset["frames"] == 4
+    index = load_index(data)
+    assert index.frames == 4 and index.holdout.excluded == {f"{again_key}/{i}" for i in (0, FPS, 2 * FPS)}
+    batches = image_dataset(
+        index.shards, 8, shuffle_buffer=0, repeat=False, drop_remainder=False, holdout=index.holdout
+    )
+    read = np.concatenate([batch.numpy() for batch in batches])
+    assert len(read) == 4
+    last = cv2.cvtColor(images[3], cv2.COLOR_BGR2RGB)[::2, ::2].astype(np.float32) / 127.5 - 1
+    assert np.abs(read[-1] - last).mean() < 0.1  # the re-encode's own still, not a repeat
