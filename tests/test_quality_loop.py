@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,11 @@ def test_tiny_run_writes_swd_columns(shards, tmp_path):
 
 
 def test_dataset_json_without_a_holdout_record_loads(tmp_path, shards):
-    dataset = {"frames": 109, "videos": [{"key": "book", "shape": [32, 56, 3], "shards": shards}]}
+    folder = Path(shards[0]).parent
+    shutil.copytree(folder, tmp_path / "book")  # an index lists shards inside its data folder
+    listed = [f"book/{Path(shard).name}" for shard in shards]
+    video = {"key": "book", "shape": [32, 56, 3], "shards": listed, "manifest": "book/manifest.json"}
+    dataset = {"frames": 109, "videos": [video]}
     (tmp_path / "dataset.json").write_text(json.dumps(dataset))
     assert load_index(tmp_path).holdout == Holdout()
     dataset["holdout"] = {"rule": Holdout.rule, "per_mille": 250}
