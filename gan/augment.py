@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-POLICIES = ("color", "translation", "cutout")
-
-
 def _uniform(rng: tf.random.Generator, batch: tf.Tensor) -> tf.Tensor:
     return rng.uniform(tf.stack([batch, 1, 1, 1]))
 

@@ -281,7 +281,7 @@ class TrainSettings(Strict):
     ema_decay: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
         0.99, gt=0, lt=1, description="EMA of generator weights for samples, SWD and walks; none: off"
     )
-    # More of the recipe (issue #7), off: none beat the defaults in benchmarks/quality.py.
+    # More of the recipe, off: none beat the defaults in benchmarks/quality.py (docs/quality.md).
     loss: Literal["bce", "hinge"] = Field("bce", description="bce: the article's; hinge: as in SN-GAN/BigGAN")
     spectral_norm: bool = Field(False, description="Spectral normalisation of D's conv and dense kernels")
     minibatch_std: bool = Field(

@@ -40,9 +40,8 @@ from synthwave.atomic import atomic_open
 from synthwave.digest import file_sha256
 from synthwave.errors import UserError
 from synthwave.settings import StorageSettings
-from tasks.shards import shard_ok
+from tasks.shards import MANIFEST, shard_ok
 
-MANIFEST = "manifest.json"  # tasks/shards.py's; not imported: that module brings OpenCV
 DATASET = "dataset.json"
 CHECKPOINT_STATE = "checkpoints/checkpoint"  # TF's list of checkpoints: pushed after them
 CONFIG = "config.json"  # a run dir's; pulled last, so its presence means a whole pull

@@ -48,14 +48,6 @@ def shards_dir(data_dir: Path, video_key: str, frames: FrameSettings, shard_mb: 
     return data_dir / "shards" / video_key / f"{frames.digest()}-{shard_mb:g}mb"
 
 
-def downloaded_file(data_dir: Path, source: Source) -> Path | None:
-    """The complete download for `source` if one is on disk (temp names start with '.')."""
-    if source.kind == "file":
-        path = Path(source.location)
-        return path if path.is_file() else None
-    return next(iter(sorted(downloads_dir(data_dir).glob(f"{source.key}.*"))), None)
-
-
 def _download_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
     source: Source = params["source"]
     settings: DownloadSettings = params["settings"]
