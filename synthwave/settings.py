@@ -229,6 +229,13 @@ class TrainSettings(Strict):
     eval_frames: int = Field(256, ge=16, description="Most held-out frames (and generated images) per evaluation")
     seed: int = 0
     shuffle_buffer: int = Field(2048, gt=0)
+    cache_frames: Literal["auto", "memory", "off"] = Field(
+        "auto", description="Decode each training frame once and serve later epochs from RAM: memory; "
+        "off: decode every epoch from the shards; auto: memory when it fits cache_memory_share"
+    )
+    cache_memory_share: float = Field(
+        0.25, gt=0, le=0.9, description="Most of the machine's (or container's) memory the frame cache may take"
+    )
     sample_every: int = Field(100, gt=0, description="Steps between image grids")
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
     keep_checkpoints: int = Field(3, gt=0)
@@ -237,6 +244,10 @@ class TrainSettings(Strict):
         "auto", description="auto: float16 on a GPU, bfloat16 on a CPU with native bfloat16"
     )
     jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
+    steps_per_call: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Steps run by one call into TensorFlow, syncing with Python once per call "
+        "(Keras' steps_per_execution); auto: 1 on CPU, 8 on a GPU"
+    )
     devices: Literal["auto", "one", "all"] = Field(
         "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
         "one: a single device; all: every GPU, or every logical CPU without one"
