@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import gan.loop
 from gan.loop import Status, call_length
@@ -81,6 +82,9 @@ def test_several_steps_per_call_train_exactly_as_one(shards, tmp_path, recorded,
             f"grid-{step:08d}.png" for step in (0, 3, 6, 9, 10)
         ]
         assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-10.index", "ckpt-5.index"]
+        tensorboard = EventAccumulator(str(run / "tensorboard"))
+        tensorboard.Reload()
+        assert [event.step for event in tensorboard.Scalars("d_loss")] == list(range(1, 11))
     assert recorded["calls"] == [3, 1, 1, 1, 2, 1, 1]  # K = 3's calls, cut at steps 3, 4, 5, 6, 8, 9 and 10
     assert recorded["dtypes"] == {tf.uint8}
     many, one = histories[3], histories[1]
