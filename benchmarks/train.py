@@ -31,8 +31,8 @@ batches, as the loop gives it (it scales them itself); the other two float32 one
 
 --loop times gan.loop.train around a tiny model (16x16 images, batch 4) on an in-memory
 dataset, at 1 step per call and at the GPU default, against the same steps in one call
-with nothing around them: the difference is the loop's host work per step (target <= 0.2
-ms). --reader times gan.data.image_dataset alone on shards of VIDEO's frames at 180x320,
+with nothing around them (best of the rounds): the difference is the loop's host work per
+step (target <= 0.2 ms). --reader times gan.data.image_dataset alone on shards of VIDEO's frames at 180x320,
 as PNG and as JPEG, streaming and from the cache (target >= 10,000 images/s cached).
 """
 
@@ -65,6 +65,7 @@ TARGET_EAGER, TARGET_TUTORIAL, TARGET_DATA = 2.5, 1.2, 10.0
 TARGET_OVERHEAD_MS, TARGET_CACHED = 0.2, 10_000
 Shape = tuple[int, int, int]
 Step = Callable[[tf.Tensor], dict[str, tf.Tensor]]
+Times = tuple[float, float]  # wall, CPU
 
 
 def settings(**overrides: object) -> TrainSettings:
@@ -226,11 +227,13 @@ LOOP = dict(batch_size=4, latent_dim=8, g_filters=32, d_filters=8, max_blocks=2,
             mixed_precision="off", walk_seconds=0)  # fmt: skip
 
 
-def loop_overhead(steps_per_call: list[int], rounds: int, steps: int) -> tuple[float, dict[int, float]]:
-    """Milliseconds per step of the tiny model's steps run back to back in one call (the bare step),
-    and of gan.loop.train at each steps_per_call: medians of interleaved rounds. The loop is timed
-    between its first and last `on_status`, after the first call's tracing and before the last
-    step's grid and checkpoint; the dataset is in memory, so only the loop's own work differs."""
+def loop_overhead(steps_per_call: list[int], rounds: int, steps: int) -> tuple[Times, dict[int, Times]]:
+    """(wall, CPU) milliseconds per step of the tiny model's steps run back to back in one call (the
+    bare step), and of gan.loop.train at each steps_per_call: the best of interleaved rounds, the
+    one other jobs on the machine disturbed least (a median of a few rounds follows them). The loop
+    is timed between its first and last `on_status`, after the first call's tracing and before the
+    last step's grid and checkpoint; the dataset is in memory, so only the loop's own work differs.
+    CPU time (all of this process's threads) is steadier than wall time when other jobs share the cores."""
     import tempfile
 
     from gan import loop
@@ -242,25 +245,36 @@ def loop_overhead(steps_per_call: list[int], rounds: int, steps: int) -> tuple[f
     bare_model = DCGAN(TrainSettings(**LOOP), LOOP_SHAPE)
     batches = iter(dataset)
     bare_model.train_steps(batches, tf.constant(steps))  # traced outside the timing
+    def clocks() -> Times:
+        return time.perf_counter(), time.process_time()
+
+    def per_step(began: Times, ended: Times, steps: int) -> Times:
+        return tuple(1000 * (end - start) / steps for start, end in zip(began, ended, strict=True))
+
     bare, looped = [], {k: [] for k in steps_per_call}
     for _ in range(rounds):
-        start = time.perf_counter()
+        began = clocks()
         bare_model.train_steps(batches, tf.constant(steps)).numpy()
-        bare.append(1000 * (time.perf_counter() - start) / steps)
+        bare.append(per_step(began, clocks(), steps))
         for k in steps_per_call:
-            seen: list[tuple[int, float]] = []
+            seen: list[tuple[int, Times]] = []
             with tempfile.TemporaryDirectory() as run_dir:
                 settings = TrainSettings(**LOOP, run_dir=run_dir, steps=steps, sample_every=steps,
                                          checkpoint_every=steps, steps_per_call=k)  # fmt: skip
-                loop.train(settings, [], LOOP_SHAPE, 64, on_status=lambda s: seen.append((s.step, time.perf_counter())))
+                loop.train(settings, [], LOOP_SHAPE, 64, on_status=lambda s: seen.append((s.step, clocks())))
             (first, began), (last, ended) = seen[0], seen[-1]
-            looped[k].append(1000 * (ended - began) / (last - first))
-    return statistics.median(bare), {k: statistics.median(times) for k, times in looped.items()}
+            looped[k].append(per_step(began, ended, last - first))
+
+    def best(times: list[Times]) -> Times:
+        return tuple(min(column) for column in zip(*times, strict=True))
+
+    return best(bare), {k: best(times) for k, times in looped.items()}
 
 
-def reader_rates(video: str, seconds: float = 3.0) -> dict[str, float]:
-    """Images/s of gan.data.image_dataset alone (batch 64, seeded, as the loop builds it) on up to 512
-    frames of `video` at 180x320: PNG and JPEG shards streaming, and from the cache after its first epoch."""
+def reader_rates(video: str, seconds: float = 3.0) -> dict[str, tuple[float, float]]:
+    """(images/s, KB a frame in the shards) of gan.data.image_dataset alone (batch 64, seeded, as the loop
+    builds it) on up to 512 frames of `video` at 180x320: PNG and JPEG shards streaming, and from the
+    cache after its first epoch."""
     import tempfile
     from pathlib import Path
 
@@ -275,6 +289,7 @@ def reader_rates(video: str, seconds: float = 3.0) -> dict[str, float]:
             frames = FrameSettings(every=1, max_frames=512, size=(180, 320), image_format=image_format)
             manifest = write_video_shards(Path(video), "bench", frames, 20, Path(out) / image_format)
             paths = [str(Path(out) / image_format / shard["file"]) for shard in manifest["shards"]]
+            frame_kb = sum(Path(path).stat().st_size for path in paths) / manifest["frames"] / 1000
             for cache in (False, True) if image_format == "png" else (False,):
                 dataset = image_dataset(paths, BATCH, shuffle_buffer=s.shuffle_buffer, seed=s.seed, cache=cache)
                 iterator = iter(dataset)
@@ -283,7 +298,8 @@ def reader_rates(video: str, seconds: float = 3.0) -> dict[str, float]:
                 images, start = 0, time.perf_counter()
                 while time.perf_counter() - start < seconds:
                     images += len(next(iterator))
-                rates[f"{image_format}, {'cached' if cache else 'streaming'}"] = images / (time.perf_counter() - start)
+                rate = images / (time.perf_counter() - start)
+                rates[f"{image_format}, {'cached' if cache else 'streaming'}"] = rate, frame_kb
     return rates
 
 
@@ -327,17 +343,19 @@ def main() -> None:
         k_gpu = GPU_STEPS_PER_CALL
         bare, looped = loop_overhead([1, k_gpu], args.rounds, steps=300)
         print(f"gan.loop.train's host work per step, tiny model ({'x'.join(map(str, LOOP_SHAPE[:2]))}, batch "
-              f"{LOOP['batch_size']}), median of {args.rounds} rounds: bare step {bare:.3f} ms")  # fmt: skip
-        for k, per_step in looped.items():
-            overhead = per_step - bare
-            print(f"  steps_per_call {k}: loop {per_step:.3f} ms per step, overhead {overhead:.3f} ms "
-                  f"(target <= {TARGET_OVERHEAD_MS}: {'ok' if overhead <= TARGET_OVERHEAD_MS else 'MISSED'})")  # fmt: skip
+              f"{LOOP['batch_size']}), best of {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}: "
+              f"bare step {bare[0]:.3f} ms wall, {bare[1]:.3f} ms CPU")  # fmt: skip
+        for k, (wall, cpu) in looped.items():
+            overhead, cpu_overhead = wall - bare[0], cpu - bare[1]
+            print(f"  steps_per_call {k:>2}: loop {wall:.3f} ms wall, {cpu:.3f} ms CPU per step; overhead "
+                  f"{overhead:.3f} ms wall, {cpu_overhead:.3f} ms CPU (target <= {TARGET_OVERHEAD_MS}: "
+                  f"{'ok' if overhead <= TARGET_OVERHEAD_MS else 'MISSED'})")  # fmt: skip
         return
     if args.reader:
         print(f"gan.data.image_dataset alone at 180x320, batch {BATCH}, {os.cpu_count()} CPUs:")
-        for name, rate in reader_rates(args.reader).items():
+        for name, (rate, frame_kb) in reader_rates(args.reader).items():
             target = f" (target >= {TARGET_CACHED}: {'ok' if rate >= TARGET_CACHED else 'MISSED'})" if "cached" in name else ""
-            print(f"  {name:<16} {rate:>9.0f} images/s{target}")
+            print(f"  {name:<16} {rate:>9.0f} images/s, shards {frame_kb:.0f} KB a frame{target}")
         return
 
     model = DCGAN(settings(), shape)

@@ -84,7 +84,7 @@ Draws = tf.random.Generator | Replay | None  # DiffAugment's randomness: one dev
 METRICS = ("g_loss", "d_loss", "d_real", "d_fake")  # what a step returns, and the order of train_steps' columns
 
 
-GPU_STEPS_PER_CALL = 8  # "auto" with a GPU: the loop's ~1.3 ms of host work per call is then <0.2 ms a step
+GPU_STEPS_PER_CALL = 16  # "auto" with a GPU: spreads a call's fixed host cost (~0.7 ms, benchmarks/train.py --loop) thin
 
 
 def _resolve(choice: str, default: bool) -> bool:

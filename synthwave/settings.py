@@ -246,7 +246,7 @@ class TrainSettings(Strict):
     jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
     steps_per_call: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
         "auto", description="Steps run by one call into TensorFlow, syncing with Python once per call "
-        "(Keras' steps_per_execution); auto: 1 on CPU, 8 on a GPU"
+        "(Keras' steps_per_execution); auto: 1 on CPU, 16 on a GPU"
     )
     devices: Literal["auto", "one", "all"] = Field(
         "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
