@@ -230,11 +230,11 @@ class TrainSettings(Strict):
     seed: int = 0
     shuffle_buffer: int = Field(2048, gt=0)
     cache_frames: Literal["auto", "memory", "off"] = Field(
-        "auto", description="Decode each training frame once and serve later epochs from RAM: memory; "
-        "off: decode every epoch from the shards; auto: memory when it fits cache_memory_share"
+        "auto", description="memory: decode each training frame once and serve later epochs from RAM; off: decode "
+        "them every epoch; auto: memory when the decoded frames fit in cache_memory_share"
     )
     cache_memory_share: float = Field(
-        0.25, gt=0, le=0.9, description="Most of the machine's (or container's) memory the frame cache may take"
+        0.25, gt=0, le=0.9, description="Share of the machine's (or container's) memory cache_frames auto may fill"
     )
     sample_every: int = Field(100, gt=0, description="Steps between image grids")
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
