@@ -3,6 +3,8 @@
     python -m benchmarks.train                      # the three steps, medians and ratios
     python -m benchmarks.train --ablate             # + one row per optimisation tried
     python -m benchmarks.train --shards 'data/shards/*.tfrecord'   # + gan.data alone
+    python -m benchmarks.train --loop               # + the loop's host overhead per step
+    python -m benchmarks.train --reader VIDEO       # + the reader at 180x320: PNG, JPEG, cached
 
 All steps train the same models (gan.models, 96x160, batch 64, latent 100, one seed) on
 one fixed batch, so only the step differs:
@@ -24,7 +26,14 @@ The machine is shared and has few cores, so each step is traced first, the steps
 timed in interleaved rounds (A B C A B C ...) and the median round is reported, as
 images per wall second (what the targets are set on) and per CPU second of this process
 (steadier when other jobs take cores away; a step that parallelises better gains less here). Thread settings are process-wide and fixed at start-up,
-so those rows run in subprocesses, one after the other.
+so those rows run in subprocesses, one after the other. The project's step is given uint8
+batches, as the loop gives it (it scales them itself); the other two float32 ones.
+
+--loop times gan.loop.train around a tiny model (16x16 images, batch 4) on an in-memory
+dataset, at 1 step per call and at the GPU default, against the same steps in one call
+with nothing around them (best of the rounds): the difference is the loop's host work per
+step (target <= 0.2 ms). --reader times gan.data.image_dataset alone on shards of VIDEO's frames at 180x320,
+as PNG and as JPEG, streaming and from the cache (target >= 10,000 images/s cached).
 """
 
 from __future__ import annotations
@@ -48,13 +57,15 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
 from gan.models import BatchNormalization, Dropout, build_discriminator, build_generator  # noqa: E402
-from gan.step import DCGAN, _bce, native_bfloat16  # noqa: E402
+from gan.step import DCGAN, GPU_STEPS_PER_CALL, _bce, native_bfloat16  # noqa: E402
 from synthwave.settings import TrainSettings  # noqa: E402
 
 BATCH = 64
 TARGET_EAGER, TARGET_TUTORIAL, TARGET_DATA = 2.5, 1.2, 10.0
+TARGET_OVERHEAD_MS, TARGET_CACHED = 0.2, 10_000
 Shape = tuple[int, int, int]
 Step = Callable[[tf.Tensor], dict[str, tf.Tensor]]
+Times = tuple[float, float]  # wall, CPU
 
 
 def settings(**overrides: object) -> TrainSettings:
@@ -144,8 +155,13 @@ class Variant:
     steps: int  # timed steps per round
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    uint8: bool = False  # given the batch as the loop gives it
+
+    def input(self, real: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.round((real + 1.0) * 127.5), tf.uint8) if self.uint8 else real
 
     def run(self, real: tf.Tensor) -> None:
+        real = self.input(real)
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(self.steps):
             out = self.step(real)
@@ -166,7 +182,7 @@ class Variant:
 def measure(variants: list[Variant], shape: Shape, rounds: int) -> None:
     real = tf.random.stateless_uniform([BATCH, *shape], seed=(0, 0), minval=-1.0, maxval=1.0)
     for variant in variants:
-        variant.step(real)  # trace and build outside the timing
+        variant.step(variant.input(real))  # trace and build outside the timing
     for _ in range(rounds):
         for variant in variants:
             variant.run(real)
@@ -206,6 +222,87 @@ def data_rate(pattern: str, batches: int) -> float:
     return batches * BATCH / (time.perf_counter() - start)
 
 
+LOOP_SHAPE = (16, 16, 3)
+LOOP = dict(batch_size=4, latent_dim=8, g_filters=32, d_filters=8, max_blocks=2, ema_decay=None, eval_every=0,
+            mixed_precision="off", walk_seconds=0)  # fmt: skip
+
+
+def loop_overhead(steps_per_call: list[int], rounds: int, steps: int) -> tuple[Times, dict[int, Times]]:
+    """(wall, CPU) milliseconds per step of the tiny model's steps run back to back in one call (the
+    bare step), and of gan.loop.train at each steps_per_call: the best of interleaved rounds, the
+    one other jobs on the machine disturbed least (a median of a few rounds follows them). The loop
+    is timed between its first and last `on_status`, after the first call's tracing and before the
+    last step's grid and checkpoint; the dataset is in memory, so only the loop's own work differs.
+    CPU time (all of this process's threads) is steadier than wall time when other jobs share the cores."""
+    import tempfile
+
+    from gan import loop
+
+    images = tf.random.stateless_uniform([64, *LOOP_SHAPE], seed=(1, 2), maxval=256, dtype=tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices(tf.cast(images, tf.uint8)).repeat().batch(LOOP["batch_size"])
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    loop.image_dataset = lambda *args, **kwargs: dataset
+    bare_model = DCGAN(TrainSettings(**LOOP), LOOP_SHAPE)
+    batches = iter(dataset)
+    bare_model.train_steps(batches, tf.constant(steps))  # traced outside the timing
+    def clocks() -> Times:
+        return time.perf_counter(), time.process_time()
+
+    def per_step(began: Times, ended: Times, steps: int) -> Times:
+        return tuple(1000 * (end - start) / steps for start, end in zip(began, ended, strict=True))
+
+    bare, looped = [], {k: [] for k in steps_per_call}
+    for _ in range(rounds):
+        began = clocks()
+        bare_model.train_steps(batches, tf.constant(steps)).numpy()
+        bare.append(per_step(began, clocks(), steps))
+        for k in steps_per_call:
+            seen: list[tuple[int, Times]] = []
+            with tempfile.TemporaryDirectory() as run_dir:
+                settings = TrainSettings(**LOOP, run_dir=run_dir, steps=steps, sample_every=steps,
+                                         checkpoint_every=steps, steps_per_call=k)  # fmt: skip
+                loop.train(settings, [], LOOP_SHAPE, 64, on_status=lambda s: seen.append((s.step, clocks())))
+            (first, began), (last, ended) = seen[0], seen[-1]
+            looped[k].append(per_step(began, ended, last - first))
+
+    def best(times: list[Times]) -> Times:
+        return tuple(min(column) for column in zip(*times, strict=True))
+
+    return best(bare), {k: best(times) for k, times in looped.items()}
+
+
+def reader_rates(video: str, seconds: float = 3.0) -> dict[str, tuple[float, float]]:
+    """(images/s, KB a frame in the shards) of gan.data.image_dataset alone (batch 64, seeded, as the loop
+    builds it) on up to 512 frames of `video` at 180x320: PNG and JPEG shards streaming, and from the
+    cache after its first epoch."""
+    import tempfile
+    from pathlib import Path
+
+    from gan.data import image_dataset
+    from synthwave.settings import FrameSettings
+    from tasks.shards import write_video_shards
+
+    s = settings()
+    rates = {}
+    with tempfile.TemporaryDirectory() as out:
+        for image_format in ("png", "jpeg"):
+            frames = FrameSettings(every=1, max_frames=512, size=(180, 320), image_format=image_format)
+            manifest = write_video_shards(Path(video), "bench", frames, 20, Path(out) / image_format)
+            paths = [str(Path(out) / image_format / shard["file"]) for shard in manifest["shards"]]
+            frame_kb = sum(Path(path).stat().st_size for path in paths) / manifest["frames"] / 1000
+            for cache in (False, True) if image_format == "png" else (False,):
+                dataset = image_dataset(paths, BATCH, shuffle_buffer=s.shuffle_buffer, seed=s.seed, cache=cache)
+                iterator = iter(dataset)
+                for _ in range(manifest["frames"] // BATCH + 2):  # the first epoch (the cache fills), AUTOTUNE settles
+                    next(iterator)
+                images, start = 0, time.perf_counter()
+                while time.perf_counter() - start < seconds:
+                    images += len(next(iterator))
+                rate = images / (time.perf_counter() - start)
+                rates[f"{image_format}, {'cached' if cache else 'streaming'}"] = rate, frame_kb
+    return rates
+
+
 def stock_rows(args: argparse.Namespace) -> tuple[str, list[tuple[str, float, float]]]:
     """The three steps, interleaved, in a process with TensorFlow's own kernels for this CPU:
     TF_ENABLE_ONEDNN_OPTS empty leaves TensorFlow its default and gan/__init__.py its setdefault."""
@@ -230,6 +327,8 @@ def main() -> None:
     parser.add_argument("--ablate", action="store_true", help="also time each optimisation on its own")
     parser.add_argument("--shards", metavar="GLOB", help="also time gan.data.image_dataset on these shards")
     parser.add_argument("--threads", metavar="INTER,INTRA", help="TF thread pools (0: TF's default)")
+    parser.add_argument("--loop", action="store_true", help="only the loop's host overhead per step")
+    parser.add_argument("--reader", metavar="VIDEO", help="only gan.data.image_dataset at 180x320 on VIDEO's frames")
     parser.add_argument("--project-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--three-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -240,8 +339,28 @@ def main() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
         tf.config.threading.set_intra_op_parallelism_threads(intra)
 
+    if args.loop:
+        k_gpu = GPU_STEPS_PER_CALL
+        bare, looped = loop_overhead([1, k_gpu], args.rounds, steps=300)
+        print(f"gan.loop.train's host work per step, tiny model ({'x'.join(map(str, LOOP_SHAPE[:2]))}, batch "
+              f"{LOOP['batch_size']}), best of {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}: "
+              f"bare step {bare[0]:.3f} ms wall, {bare[1]:.3f} ms CPU")  # fmt: skip
+        for k, (wall, cpu) in looped.items():
+            overhead, cpu_overhead = wall - bare[0], cpu - bare[1]
+            print(f"  steps_per_call {k:>2}: loop {wall:.3f} ms wall, {cpu:.3f} ms CPU per step; overhead "
+                  f"{overhead:.3f} ms wall, {cpu_overhead:.3f} ms CPU (target <= {TARGET_OVERHEAD_MS}: "
+                  f"{'ok' if overhead <= TARGET_OVERHEAD_MS else 'MISSED'})")  # fmt: skip
+        return
+    if args.reader:
+        print(f"gan.data.image_dataset alone at 180x320, batch {BATCH}, {os.cpu_count()} CPUs:")
+        for name, (rate, frame_kb) in reader_rates(args.reader).items():
+            target = f" (target >= {TARGET_CACHED}: {'ok' if rate >= TARGET_CACHED else 'MISSED'})" if "cached" in name else ""
+            print(f"  {name:<16} {rate:>9.0f} images/s, shards {frame_kb:.0f} KB a frame{target}")
+        return
+
     model = DCGAN(settings(), shape)
-    project = Variant(f"project: DCGAN.train_step ({model.dtype_policy or 'float32'})", model.train_step, args.steps)
+    project = Variant(f"project: DCGAN.train_step ({model.dtype_policy or 'float32'})", model.train_step, args.steps,
+                      uint8=True)  # fmt: skip
     if args.project_only:
         measure([project], shape, args.rounds)
         print(json.dumps({"per_s": project.per_s, "per_cpu_s": project.per_cpu_s}))

@@ -107,8 +107,11 @@ class TrainingArtifacts:
             *(f"| checkpoint | `{path.with_suffix('').resolve()}` |" for path in checkpoints),
         ]
         if last is not None:
+            waiting = input_share(progress.history, self.settings.batch_size)
             lines += ["", f"Last step: g_loss {last.g_loss:.4f}, d_loss {last.d_loss:.4f}, "
-                      f"D(x) {last.d_real:.3f}, D(G(z)) {last.d_fake:.3f}, {last.images_per_s:.1f} images/s."]
+                      f"D(x) {last.d_real:.3f}, D(G(z)) {last.d_fake:.3f}, {last.images_per_s:.1f} images/s.",
+                      "", f"Waiting for input: {waiting:.0%} of the training time (input-bound when large: "
+                      "`cache_frames`, JPEG shards or more reader cores help; docs/training-loop.md)."]
             evaluations = _evaluations(progress.history)
             if len(evaluations):
                 quality = evaluations.iloc[-1]
@@ -129,6 +132,13 @@ class TrainingArtifacts:
             key=f"{self.key}-walk", description="Latent walk video",
         )  # fmt: skip
         create_image_artifact(image_url(strip, settings), key=f"{self.key}-walk-frames", description="Frames of the latent walk")
+
+
+def input_share(history: pd.DataFrame, batch_size: int) -> float:
+    """The share of the training wall time its steps waited for input (steps without timings left out)."""
+    timed = history[history["input_s"].notna()]
+    seconds = (batch_size / timed["images_per_s"]).sum()
+    return float(timed["input_s"].sum() / seconds) if seconds > 0 else 0.0
 
 
 def _evaluations(history: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.artifacts import TrainingArtifacts
+from flows.artifacts import TrainingArtifacts, input_share
+from flows.progress import TrainingProgress
 from gan.index import load_index, verify_shards
 from gan.loop import check_image_size
 from gan.loop import train as train_loop
@@ -36,9 +37,15 @@ def train(settings: TrainSettings = TrainSettings()) -> str:
     logger.info("training on %d frames of %s from %d shards", index.frames, index.shape, len(index.shards))
     artifacts = TrainingArtifacts(settings)
     progress = artifacts if mirror is None else mirror.after(artifacts)  # uploads after each checkpoint
-    final = train_loop(settings, index.shards, index.shape, index.frames, on_progress=progress, holdout=index.holdout)
+    with TrainingProgress(logger) as display:
+        final = train_loop(settings, index.shards, index.shape, index.frames, on_progress=progress,
+                           holdout=index.holdout, on_status=display)  # fmt: skip
     artifacts.summary(final)
+    if final.history is not None:
+        waiting = input_share(final.history, settings.batch_size)
+        logger.info("%.0f%% of the training time was spent waiting for input", 100 * waiting)
     if settings.walk_seconds:
+        logger.info("rendering a %g s latent walk at %dx%d", settings.walk_seconds, *index.shape[:2])
         video = write_walk(WalkSettings(
             run_dir=final.run.root, out=final.run.root / FILENAME, seconds=settings.walk_seconds,
             size=index.shape[:2], seed=settings.seed,

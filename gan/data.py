@@ -1,8 +1,13 @@
-"""The training input: frame shards -> batches of float32 RGB images in [-1, 1].
+"""The training input: frame shards -> batches of uint8 RGB images.
+
+Batches stay uint8 up to the step, which scales them to [-1, 1] on the device: a quarter
+of float32's bytes to copy to a GPU, and no float work on the reader's cores.
 
 Streams from the TFRecord files (interleaved, shuffled as encoded bytes, decoded in
-parallel); nothing is loaded whole into memory. The records hold PNG/JPEG made by
-cv2.imencode from BGR frames, and such files decode to RGB, which is what the model sees.
+parallel). With `cache`, each frame is decoded once, in the first epoch, and later epochs
+come from RAM (tf.data's in-memory cache, shuffled as decoded frames): decoding a PNG costs
+~100x copying it. The records hold PNG/JPEG made by cv2.imencode from BGR frames, and such
+files decode to RGB, which is what the model sees.
 
 `split` applies the dataset's holdout (gan/index.py's Holdout): "train" batches never
 contain a held-out frame, "holdout" yields only those, "all" ignores the split.
@@ -10,6 +15,7 @@ contain a held-out frame, "holdout" yields only those, "all" ignores the split.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -94,8 +100,10 @@ def image_dataset(
     drop_remainder: bool = True,
     split: Split = "all",
     holdout: Holdout = Holdout(),
+    cache: bool = False,
 ) -> tf.data.Dataset:
-    """Batches (B, H, W, 3) float32 in [-1, 1], RGB; shuffle_buffer=0 keeps the shards' order.
+    """Batches (B, H, W, 3) uint8 RGB; shuffle_buffer=0 keeps the shards' order. `cache` keeps the
+    decoded frames of the first epoch in memory for the next ones (`cache_bytes` of them).
 
     With a seed the order is reproducible; without one, parallel stages may reorder
     elements for speed. A split that leaves no frame gives an empty dataset, even repeated.
@@ -108,8 +116,7 @@ def image_dataset(
         encoded = tf.io.parse_single_example(serialized, _IMAGE_ONLY)[records.IMAGE]
         image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
         # ensure_shape also fails loudly on a record of another size deeper in a shard.
-        image = tf.ensure_shape(image, (height, width, channels))
-        return tf.cast(image, tf.float32) / 127.5 - 1.0
+        return tf.ensure_shape(image, (height, width, channels))
 
     files = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle_buffer > 0:
@@ -125,13 +132,33 @@ def image_dataset(
     if split != "all":
         keep_held_out = split == "holdout"
         dataset = dataset.filter(lambda serialized: held_out(serialized, holdout) == keep_held_out)
+    if cache:
+        dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic).cache()
     if shuffle_buffer > 0:
-        # Shuffle the encoded bytes (~40 KB a frame), not decoded float images (~700 KB).
+        # Streaming, shuffle the encoded bytes (~40 KB a frame at 180x320), not decoded frames (~170 KB).
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if not cache:
+        dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def cache_bytes(frames: int, image_shape: Sequence[int]) -> int:
+    """Memory the decoded frames of `frames` take in the cache (the shuffle buffer and batches
+    share or copy only a few thousand of them)."""
+    return frames * int(np.prod(image_shape))
+
+
+def memory_bytes() -> int:
+    """This machine's memory, or the container's limit when lower (cgroup v2, then v1)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            total = min(total, int(Path(limit).read_text()))
+        except (OSError, ValueError):  # absent, or "max": no limit
+            pass
+    return total
 
 
 def holdout_images(shard_paths: Sequence[str | Path], holdout: Holdout, limit: int) -> np.ndarray:
@@ -140,5 +167,5 @@ def holdout_images(shard_paths: Sequence[str | Path], holdout: Holdout, limit: i
         shard_paths, limit, shuffle_buffer=0, repeat=False, drop_remainder=False, split="holdout", holdout=holdout
     )
     for images in dataset.take(1):
-        return images.numpy()
+        return images.numpy().astype(np.float32) / 127.5 - 1.0
     return np.zeros((0, *dataset_shape(shard_paths)), np.float32)

@@ -28,6 +28,8 @@ COLUMNS = {
     "d_real": "float32",  # mean D(x)
     "d_fake": "float32",  # mean D(G(z))
     "images_per_s": "float32",
+    "input_s": "float32",  # seconds the step waited for its batch (a large share: input-bound)
+    "compute_s": "float32",  # seconds from the batch's arrival to the step's metrics
     "wall_time": "float64",  # seconds since the epoch
     "swd_mean": "float32",  # SWD of samples vs held-out frames, mean over levels: lower is better
     **{f"swd_l{level}": "float32" for level in range(SWD_LEVELS)},
@@ -59,8 +61,9 @@ class History:
 
     def table(self) -> pd.DataFrame:
         if self._rows:
-            new = pd.DataFrame(self._rows, columns=list(COLUMNS))
-            self.frame = new if self.frame.empty else pd.concat([self.frame, new], ignore_index=True)
+            # Typed before joining: an untyped flag column of NaN, 1.0 and True would not convert.
+            new = pd.DataFrame(self._rows, columns=list(COLUMNS)).astype(COLUMNS)
+            self.frame = new if self.frame.empty else pd.concat([self.frame.astype(COLUMNS), new], ignore_index=True)
             self._rows = []
         return self.frame.astype(COLUMNS)
 

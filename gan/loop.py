@@ -4,6 +4,12 @@ Crash safety comes from the order of writes. The history is flushed before each
 checkpoint, and a resume truncates the history to the checkpoint's step, so after a
 crash at any point the rerun continues with no duplicate and no missing step.
 
+The step runs `steps_per_call` steps per call (gan/step.py); a call ends early at the
+next step that samples, evaluates or checkpoints, so all three happen at their steps and a
+resume is as exact as with one step per call. Each call's rows go into the history one per
+step, with how long each step waited for input (`input_s`) and computed (`compute_s`), and
+`on_status` gets the loop's state after every call, for a progress display.
+
 Every `eval_every` steps (and at the last) the samples of a fixed eval noise, one per
 held-out frame (at most `eval_frames`), from the EMA generator when there is one, are
 compared with those frames: SWD per pyramid level and MS-SSIM diversity go into that
@@ -14,7 +20,6 @@ with it trains exactly as one without.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -23,9 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from gan import checkpoints
-from gan.data import holdout_images, image_dataset
+from gan.data import cache_bytes, holdout_images, image_dataset, memory_bytes
 from gan.distribute import replica_devices
 from gan.history import SWD_LEVELS, History
 from gan.images import save_grid
@@ -34,7 +42,7 @@ from gan.metrics import MIN_SIDE, mode_collapse, ms_ssim_diversity, sliced_wasse
 from gan.models import MIN_BASE, upsampling_plan
 from gan.plots import plot_losses, plot_quality
 from gan.run import RunDir, RunDirError
-from gan.step import DCGAN
+from gan.step import DCGAN, METRICS
 from synthwave.errors import UserError
 from synthwave.settings import TrainSettings
 
@@ -57,7 +65,21 @@ class Progress:
     evaluated: bool = False  # this step's history row has SWD and MS-SSIM; quality.png is new
 
 
+@dataclass(frozen=True)
+class Status:
+    """The loop's state after each call of the step, for a progress display."""
+
+    step: int
+    total: int
+    start: int  # the step this run started from: > 0 when it resumed
+    g_loss: float
+    d_loss: float
+    images_per_s: float  # over the last call
+    input_share: float  # of the training wall time since `start`, spent waiting for input
+
+
 Callback = Callable[[Progress], None]
+StatusCallback = Callable[[Status], None]
 
 
 class ImageSizeError(UserError, ValueError):
@@ -123,6 +145,22 @@ def evaluate(fake: np.ndarray, real: np.ndarray, real_ms_ssim: float, step: int 
             "mode_collapse": verdict}
 
 
+def use_cache(settings: TrainSettings, frames: int, image_shape: tuple[int, int, int]) -> bool:
+    """Whether the decoded training frames are kept in memory (`cache_frames`): with "auto", when they
+    fit in `cache_memory_share` of the memory."""
+    if settings.cache_frames != "auto":
+        return settings.cache_frames == "memory"
+    return cache_bytes(frames, image_shape) <= settings.cache_memory_share * memory_bytes()
+
+
+def call_length(settings: TrainSettings, step: int, steps_per_call: int) -> int:
+    """Steps in the next call: up to `steps_per_call`, ending at the next step that samples,
+    evaluates or checkpoints, or the last."""
+    periods = [settings.sample_every, settings.checkpoint_every] + ([settings.eval_every] if settings.eval_every else [])
+    boundary = min([settings.steps] + [(step // period + 1) * period for period in periods])
+    return min(steps_per_call, boundary - step)
+
+
 def build(settings: TrainSettings, image_shape: tuple[int, int, int]) -> tuple[DCGAN, tf.train.CheckpointManager]:
     """The model and its checkpoint manager, restored from the run's newest checkpoint that
     restores, if any (gan/checkpoints.py)."""
@@ -140,6 +178,7 @@ def train(
     frames: int,
     on_progress: Callback = lambda progress: None,
     holdout: Holdout = Holdout(),
+    on_status: StatusCallback = lambda status: None,
 ) -> Progress:
     """Train until `settings.steps` on the frames outside `holdout`, resuming from the run
     directory's latest checkpoint."""
@@ -149,18 +188,20 @@ def train(
     lock = run.lock()
     try:
         run.claim(settings, image_shape)
-        return _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout)
+        return _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout, on_status)
     finally:
         os.close(lock)
 
 
-def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout) -> Progress:
+def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout, on_status) -> Progress:
     gan, manager = build(settings, image_shape)
     step = int(gan.step.numpy())
     history = History(run.history)
     history.truncate(step)
     noise = fixed_noise(settings)
     writer = tf.summary.create_file_writer(str(run.tensorboard))
+    # The per-step losses go to TensorBoard from Python (~20 us a step): tf.summary's eager ops took ~1 ms.
+    losses_log = EventFileWriter(str(run.tensorboard))
 
     def sample(step: int) -> Path:
         images = gan.sample(noise).numpy()
@@ -172,41 +213,56 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
 
     if step == 0:
         on_progress(Progress(0, settings.steps, run, grid=sample(0)))
+    cache = use_cache(settings, frames, image_shape)
+    logger.info("decoded frames: %s", "cached in memory after the first epoch" if cache else "decoded every epoch")
     # A resumed run reshuffles from a new seed rather than replaying the first batches.
     batches = iter(image_dataset(shard_paths, settings.batch_size, shuffle_buffer=settings.shuffle_buffer,
-                                 seed=settings.seed + step, repeat=True, split="train", holdout=holdout))
+                                 seed=settings.seed + step, repeat=True, split="train", holdout=holdout, cache=cache))
     real = holdout_images(shard_paths, holdout, settings.eval_frames) if settings.eval_every else np.zeros(0)
     if settings.eval_every and len(real) < 2:
         logger.warning("%d held-out frame(s): SWD needs 2 or more, so this run is not evaluated", len(real))
     noise_eval = eval_noise(settings, len(real)) if len(real) >= 2 else None
     real_ms_ssim = ms_ssim_diversity(real) if noise_eval is not None else None
+    start, trained_s, waited_s = step, 0.0, 0.0
     last = time.perf_counter()
     progress = Progress(step, settings.steps, run)
     while step < settings.steps:
+        count = call_length(settings, step, gan.steps_per_call)
         try:
-            batch = next(batches)
-        except StopIteration:
+            rows = gan.train_steps(batches, tf.constant(count)).numpy()
+        except tf.errors.OutOfRangeError:
             raise DatasetError(
                 f"no frame left to train on: all {frames} are held out for evaluation; ingest more frames"
             ) from None
-        metrics = {name: float(value) for name, value in gan.train_step(batch).items()}
-        step = int(gan.step.numpy())
         now = time.perf_counter()
-        if not all(math.isfinite(value) for value in metrics.values()):
+        finite = np.isfinite(rows[:, : len(METRICS)]).all(axis=1)
+        if not finite.all():
+            bad = int(np.argmin(finite))
             raise NonFiniteLoss(
-                f"loss is not finite at step {step} ({metrics}); kept the last good checkpoint "
-                f"{manager.latest_checkpoint or '(none yet)'}: lower --g-lr/--d-lr and rerun to resume"
+                f"loss is not finite at step {step + bad + 1} ({dict(zip(METRICS, rows[bad].tolist()))}); kept the "
+                f"last good checkpoint {manager.latest_checkpoint or '(none yet)'}: lower --g-lr/--d-lr and rerun to resume"
             )
-        row = {"step": step, "epoch": step * settings.batch_size / max(frames, 1), **metrics,
-               "images_per_s": settings.batch_size / (now - last), "wall_time": time.time()}
+        images_per_s = count * settings.batch_size / (now - last)
+        trained_s, waited_s = trained_s + now - last, waited_s + float(rows[:, -2].sum())
         last = now
+        first, step = step + 1, step + count
         due = settings.eval_every and (step % settings.eval_every == 0 or step == settings.steps)
         quality = evaluate(samples(gan, noise_eval), real, real_ms_ssim, step) if due and noise_eval is not None else {}
-        history.append({**row, **quality})
+        wall_time = time.time()
+        for at, values in enumerate(rows.tolist(), start=first):
+            metrics = dict(zip(METRICS, values))
+            evaluated = quality if at == step else {}  # a call ends at the step that evaluates
+            history.append({"step": at, "epoch": at * settings.batch_size / max(frames, 1), **metrics,
+                            "images_per_s": images_per_s, "input_s": values[-2], "compute_s": values[-1],
+                            "wall_time": wall_time, **evaluated})  # fmt: skip
+            losses = [Summary.Value(tag=name, simple_value=value) for name, value in metrics.items()]
+            losses_log.add_event(Event(step=at, wall_time=wall_time, summary=Summary(value=losses)))
         with writer.as_default(step=step):
-            for name, value in {**metrics, **quality}.items():
+            for name, value in quality.items():
                 if value is not None:  # a mode-collapse verdict not yet given
                     tf.summary.scalar(name, float(value))
+        on_status(Status(step, settings.steps, start, metrics["g_loss"], metrics["d_loss"], images_per_s,
+                         waited_s / trained_s))  # fmt: skip
 
         grid = sample(step) if step % settings.sample_every == 0 or step == settings.steps else None
         checkpoint = step % settings.checkpoint_every == 0 or step == settings.steps
@@ -217,10 +273,12 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
                 plot_quality(table, run.quality_plot)
             saved = checkpoints.save(manager, step) if checkpoint else None
             writer.flush()
+            losses_log.flush()
             progress = Progress(step, settings.steps, run, grid=grid, checkpoint=saved, history=table,
                                 evaluated=bool(quality))
             on_progress(progress)
             last = time.perf_counter()  # artifact work is not training time
+    losses_log.close()
     return progress
 
 

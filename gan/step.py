@@ -29,6 +29,14 @@ once per trace: its Conv2D + BiasAdd + LeakyRelu fusion cannot keep the BiasAdd 
 LeakyReLU gradient reads, so it leaves the graph unfused; a D whose LeakyReLU fuses
 (max(x, 0.2x)) trained no faster, so the layer stays Keras' own.
 
+Several steps per call (`steps_per_call`, Keras' `steps_per_execution`): `train_steps` is
+one `tf.function` that draws K batches from the dataset iterator and runs the step on each,
+returning the K steps' metrics stacked, so Python waits on the device once per K steps and
+a GPU is never idle while the host writes a history row. It stamps each step in the graph:
+how long the step waited for its batch and how long it then computed. The step itself is
+its own (XLA-compiled with `jit_compile`) function, called K times in the loop; images
+arrive as uint8 and are scaled to [-1, 1] there, on the device.
+
 Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for G) or
 "hinge" (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); `spectral_norm` on D;
 `augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
@@ -73,6 +81,10 @@ from gan.models import build_discriminator, build_generator
 from synthwave.settings import TrainSettings
 
 Draws = tf.random.Generator | Replay | None  # DiffAugment's randomness: one device's, a replica's, or none
+METRICS = ("g_loss", "d_loss", "d_real", "d_fake")  # what a step returns, and the order of train_steps' columns
+
+
+GPU_STEPS_PER_CALL = 16  # "auto" with a GPU: spreads a call's fixed host cost (~0.7 ms, benchmarks/train.py --loop) thin
 
 
 def _resolve(choice: str, default: bool) -> bool:
@@ -123,12 +135,15 @@ class DCGAN:
         devices = replica_devices(settings)
         self.strategy = mirrored(tuple(devices)) if devices else None
         self.jit_compile = _resolve(settings.jit_compile, gpu) and self.strategy is None
+        auto_steps = GPU_STEPS_PER_CALL if gpu else 1
+        self.steps_per_call = auto_steps if settings.steps_per_call == "auto" else settings.steps_per_call
         with self.strategy.scope() if self.strategy else contextlib.nullcontext():
             self._build()
         # Outside the scope: the RNGs draw for the global batch, outside strategy.run.
         self.noise_rng = tf.random.Generator.from_seed(settings.seed)
         self.augment_rng = tf.random.Generator.from_seed(settings.seed + 2) if settings.augment else None
         self.train_step = tf.function(self._train_step, reduce_retracing=True, jit_compile=self.jit_compile)
+        self.train_steps = tf.function(self._train_steps)  # not XLA: it reads the dataset iterator
 
     def _build(self) -> None:
         settings = self.settings
@@ -165,8 +180,26 @@ class DCGAN:
         optimizer.build(model.trainable_variables)
         return optimizer
 
+    def _train_steps(self, batches: tf.data.Iterator, count: tf.Tensor) -> tf.Tensor:
+        """`count` steps on batches from `batches`: one row per step of its metrics (METRICS order),
+        then the seconds it waited for its batch and the seconds it computed."""
+        rows = tf.TensorArray(tf.float32, size=count)
+        done = tf.timestamp()
+        for i in tf.range(count):
+            with tf.control_dependencies([done]):  # the wait starts when the previous step has finished
+                real = next(batches)
+            with tf.control_dependencies([real]):
+                arrived = tf.timestamp()
+            metrics = self.train_step(real)
+            with tf.control_dependencies(list(metrics.values())):
+                finished = tf.timestamp()
+            times = tf.cast([arrived - done, finished - arrived], tf.float32)
+            rows = rows.write(i, tf.concat([tf.stack([metrics[name] for name in METRICS]), times], 0))
+            done = finished
+        return rows.stack()
+
     def _train_step(self, real: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One update of D and G on a global batch of real images in [-1, 1]."""
+        """One update of D and G on a global batch of real images: uint8, or float in [-1, 1]."""
         batch = tf.shape(real)[0]
         noise = self.noise_rng.normal([batch, self.settings.latent_dim])
         if self.settings.lr_decay:
@@ -178,7 +211,7 @@ class DCGAN:
             if self.augment_rng is not None:
                 # The real images' draws, then the fakes', as on one device; only the draws run,
                 # as the function prunes the augmentation of zeros that nothing uses.
-                draws = tuple(self._record_augment(tf.zeros_like(real)) for _ in range(2))
+                draws = tuple(self._record_augment(tf.zeros(tf.shape(real))) for _ in range(2))
             real, noise, draws = shares(self.strategy, (real, noise, draws))
             per_replica = self.strategy.run(self._replicated, args=(real, noise, draws, batch))
             total = tf.distribute.ReduceOp.SUM  # of each replica's share of the global mean
@@ -210,6 +243,8 @@ class DCGAN:
         self, real: tf.Tensor, noise: tf.Tensor, global_batch: tf.Tensor, real_rng: Draws, fake_rng: Draws
     ) -> dict[str, tf.Tensor]:
         """One replica's share of the update: its rows of the batch, noise and augmentation draws."""
+        if real.dtype == tf.uint8:
+            real = tf.cast(real, tf.float32) / 127.5 - 1.0
         g_vars = self.generator.trainable_variables
         d_vars = self.discriminator.trainable_variables
         s = self.settings

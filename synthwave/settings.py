@@ -297,6 +297,13 @@ class TrainSettings(Strict):
     eval_frames: int = Field(256, ge=16, description="Most held-out frames (and generated images) per evaluation")
     seed: int = Field(0, description="Seeds weights, noise, dropout and shuffling: a seed repeats a run")
     shuffle_buffer: int = Field(2048, gt=0, description="Frames the reader shuffles among (more: better mixed)")
+    cache_frames: Literal["auto", "memory", "off"] = Field(
+        "auto", description="memory: decode each training frame once and serve later epochs from RAM; off: decode "
+        "them every epoch; auto: memory when the decoded frames fit in cache_memory_share"
+    )
+    cache_memory_share: float = Field(
+        0.25, gt=0, le=0.9, description="Share of the machine's (or container's) memory cache_frames auto may fill"
+    )
     sample_every: int = Field(100, gt=0, description="Steps between image grids")
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
     keep_checkpoints: int = Field(3, gt=0, description="Newest checkpoints kept; older ones are deleted")
@@ -309,6 +316,10 @@ class TrainSettings(Strict):
         "the default is $SYNTHWAVE_MIXED_PRECISION when set",
     )
     jit_compile: Literal["auto", "on", "off"] = Field("auto", description="auto: XLA on GPU only")
+    steps_per_call: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="Steps run by one call into TensorFlow, syncing with Python once per call "
+        "(Keras' steps_per_execution); auto: 1 on CPU, 16 on a GPU"
+    )
     devices: Literal["auto", "one", "all"] = Field(
         "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
         "one: a single device; all: every GPU, or every logical CPU without one"

@@ -72,7 +72,7 @@ def test_float16_replicas_skip_a_non_finite_step_together(found: dict) -> None:
 
 
 def test_training_loop_resumes_across_replica_counts(found: dict) -> None:
-    """Two steps on two replicas, resumed for a third on one device: one history, every step once."""
+    """Two steps on two replicas in one call, resumed for a third on one device: one history, every step once."""
     if found["loop"] is None:
         pytest.skip(f"sample clip {BOOK} is absent")
     assert found["loop"]["steps"] == [1, 2, 3] and found["loop"]["finite"]
@@ -93,7 +93,7 @@ def _loop(out: Path) -> dict | None:
     manifest = write_video_shards(BOOK, "book", FrameSettings(every=1, size=(32, 56), dedupe=False), 0.1, out / "data")
     shards = [str(out / "data" / shard["file"]) for shard in manifest["shards"]]
     run = dict(run_dir=out / "run", batch_size=8, g_filters=16, d_filters=8, max_blocks=2, shuffle_buffer=32,
-               checkpoint_every=1, eval_every=2, eval_frames=16, ema_decay=0.9, walk_seconds=0)  # fmt: skip
+               checkpoint_every=2, eval_every=2, eval_frames=16, ema_decay=0.9, walk_seconds=0, steps_per_call=2)  # fmt: skip
     for steps, devices in ((2, "all"), (3, "one")):
         train(TrainSettings(**run, steps=steps, devices=devices), shards, (32, 56, 3), 109)
     history = pd.read_parquet(out / "run" / "history.parquet")

@@ -1,4 +1,4 @@
-"""The tf.data reader gives back the source frames, as RGB in [-1, 1]."""
+"""The tf.data reader gives back the source frames, as uint8 RGB, and caches them when asked."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def milk_png(tmp_path_factory) -> list[str]:
 
 def as_uint8(batches) -> np.ndarray:
     images = np.concatenate([batch.numpy() for batch in batches])
-    assert images.dtype == np.float32 and images.min() >= -1 and images.max() <= 1
-    return np.round((images + 1) * 127.5).astype(np.uint8)
+    assert images.dtype == np.uint8  # scaled to [-1, 1] by the step, on the device
+    return images
 
 
 def source_rgb(settings: FrameSettings) -> np.ndarray:
@@ -100,3 +100,28 @@ def test_mixed_sizes_missing_and_empty_are_refused(milk_png, tmp_path):
         dataset_shape([str(tmp_path / "empty.tfrecord")])
     with pytest.raises(FileNotFoundError, match="nope.tfrecord"):
         dataset_shape([str(tmp_path / "nope.tfrecord")])
+
+
+def test_the_cache_serves_later_epochs_without_reading_the_shards(milk_png, tmp_path):
+    """Epoch 1 decodes the shards; with the shards gone, the cache still serves epochs 2 and 3
+    (the same frames, reshuffled), where streaming fails to reopen them."""
+    copies = []
+    for path in milk_png:
+        copies.append(str(tmp_path / Path(path).name))
+        Path(copies[-1]).write_bytes(Path(path).read_bytes())
+    expected = sorted(image.tobytes() for image in as_uint8(image_dataset(milk_png, 11, shuffle_buffer=0, repeat=False)))
+    for cache in (True, False):
+        batches = iter(image_dataset(copies, 1, shuffle_buffer=4, seed=1, cache=cache))
+        first = [next(batches) for _ in range(11)]
+        for path in copies:
+            Path(path).unlink()
+        if cache:
+            later = [as_uint8([next(batches) for _ in range(11)]) for _ in range(2)]
+            assert [sorted(image.tobytes() for image in epoch) for epoch in later] == [expected, expected]
+            assert not np.array_equal(later[0], later[1])  # reshuffled each epoch
+        else:
+            with pytest.raises(tf.errors.NotFoundError):
+                [next(batches) for _ in range(22)]
+        for path, copy in zip(milk_png, copies, strict=True):
+            Path(copy).write_bytes(Path(path).read_bytes())
+        assert sorted(image.tobytes() for image in as_uint8(first)) == expected

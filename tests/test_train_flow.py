@@ -1,6 +1,8 @@
 """Training on shards from the real ingest of the sample videos, through a real Prefect server."""
 
+import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -18,11 +20,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.ingest import ingest
+from flows.progress import TrainingProgress
 from flows.train import train
 import gan.loop
 from gan.history import COLUMNS
 from gan.index import DatasetError, Holdout, load_index
-from gan.loop import NonFiniteLoss, generate
+from gan.loop import NonFiniteLoss, Status, generate
 from gan.loop import train as train_loop
 from gan.run import _LEGACY_MODEL_SETTINGS, RunDirError
 from gan.step import DCGAN
@@ -102,13 +105,14 @@ def test_artifact_urls_use_the_configured_base(data_dir, tmp_path):
 
 
 def test_resume_after_kill_9_gives_a_continuous_history(data_dir, tmp_path):
-    """A real `kill -9` mid-run, then a rerun: exactly the requested steps, none twice or missing."""
+    """A real `kill -9` mid-run, then a rerun: exactly the requested steps, none twice or missing,
+    with 4 steps per call (calls cut at every 5th step, where a checkpoint is due)."""
     from prefect.settings import PREFECT_API_URL
 
     run = tmp_path / "run"
     args = [sys.executable, "-m", "synthwave.cli", "train", "--data-dir", str(data_dir), "--run-dir", str(run),
             "--steps", "30", "--batch-size", "16", "--g-filters", "32", "--d-filters", "16",
-            "--sample-every", "5", "--checkpoint-every", "5", "--shuffle-buffer", "64"]
+            "--sample-every", "5", "--checkpoint-every", "5", "--shuffle-buffer", "64", "--steps-per-call", "4"]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -201,17 +205,11 @@ def test_a_checkpoint_that_does_not_restore_is_one_clear_error(data_dir, tmp_pat
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
     """Fault injection: a discriminator weight turns NaN after step 4, as a diverging run would."""
     class Diverging(DCGAN):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            step = self.train_step
-
-            def poisoned(real):
-                if int(self.step.numpy()) == 4:
-                    kernel = self.discriminator.trainable_weights[0]
-                    kernel.assign(tf.fill(kernel.shape, float("nan")))
-                return step(real)
-
-            self.train_step = poisoned
+        def _train_step(self, real):
+            kernel = self.discriminator.trainable_weights[0]
+            poison = tf.where(self.step == 4, float("nan"), 0.0)  # in the graph: also inside a call of K steps
+            kernel.assign_add(tf.fill(kernel.shape, poison))
+            return super()._train_step(real)
 
     monkeypatch.setattr(gan.loop, "DCGAN", Diverging)
     index = load_index(data_dir)
@@ -220,3 +218,30 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, m
         train_loop(tiny(data_dir, run, steps=10), index.shards, index.shape, index.frames)
     assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-3.index"]
     assert pd.read_parquet(run / "history.parquet")["step"].max() == 3
+
+
+def test_progress_lines_at_a_steady_cadence_and_a_resume_line(caplog):
+    """Without a terminal: "resumed from step N", then one line every LOG_EVERY_S seconds (15) and
+    at the end, with the losses, images/s, the input share and the time left."""
+    now = [0.0]
+    logger = logging.getLogger("test-progress")
+    with caplog.at_level(logging.INFO, logger="test-progress"):
+        with TrainingProgress(logger, terminal=False, clock=lambda: now[0]) as display:
+            for step in range(101, 201):
+                now[0] += 1.0  # a step a second
+                display(Status(step, 200, 100, 0.5, 1.25, 64.0, 0.125))
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0] == "resumed from step 100 of 200"
+    assert lines[1] == "step 101/200: g_loss 0.500, d_loss 1.250, 64 images/s, 12% of the time waiting for input"
+    assert lines[2] == ("step 116/200: g_loss 0.500, d_loss 1.250, 64 images/s, 12% of the time waiting for input, "
+                        "1 min 24 s left")  # fmt: skip
+    assert len(lines) == 2 + 6 + 1 and lines[-1].startswith("step 200/200: ") and lines[-1].endswith("input")
+
+
+def test_progress_bar_on_a_terminal():
+    output = io.StringIO()
+    with TrainingProgress(logging.getLogger("test-progress"), terminal=True) as display:
+        display.bar.console.file = output
+        display(Status(3, 10, 0, 0.5, 1.25, 64.0, 0.5))
+        display.bar.refresh()
+    assert "3/10" in output.getvalue() and "64 img/s" in output.getvalue() and "input 50%" in output.getvalue()
