@@ -26,11 +26,11 @@ TINY = dict(batch_size=8, g_filters=16, d_filters=8, max_blocks=2, shuffle_buffe
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> list[str]:
-    """book.mkv (109 frames) at 32x56."""
+    """book.mkv (109 frames) at 32x56, raw sampling (curation takes its one signer for one image)."""
     if not BOOK.is_file():
         pytest.skip(f"sample clip {BOOK} is absent")
     out = tmp_path_factory.mktemp("book")
-    manifest = write_video_shards(BOOK, "book", FrameSettings(every=1, size=SHAPE[:2]), 0.1, out)
+    manifest = write_video_shards(BOOK, "book", FrameSettings(every=1, size=SHAPE[:2], dedupe=False), 0.1, out)
     return [str(out / shard["file"]) for shard in manifest["shards"]]
 
 
