@@ -192,7 +192,8 @@ def test_lr_decay_falls_linearly_to_zero_at_the_last_step_and_resumes_where_it_w
 
 
 def test_bfloat16_on_cpu() -> None:
-    assert make().dtype_policy == ("mixed_bfloat16" if native_bfloat16() else None)
+    # "auto" spelled out: SYNTHWAVE_MIXED_PRECISION may set the default for the whole run.
+    assert make(mixed_precision="auto").dtype_policy == ("mixed_bfloat16" if native_bfloat16() else None)
     assert make(mixed_precision="off").dtype_policy is None
     gan = make(mixed_precision="on")
     assert gan.dtype_policy == "mixed_bfloat16" and not gan.jit_compile
@@ -206,7 +207,7 @@ def test_float16_loss_scaling_unscales_gradients(monkeypatch: pytest.MonkeyPatch
     reference = make(mixed_precision="off")
     reference.train_step(batch())
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["pretend GPU"])
-    gan = make(jit_compile="off")
+    gan = make(jit_compile="off", mixed_precision="auto")
     assert gan.dtype_policy == "mixed_float16"
     metrics = gan.train_step(batch())
     assert all(np.isfinite(v.numpy()) for v in metrics.values())
