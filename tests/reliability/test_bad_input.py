@@ -1,7 +1,7 @@
 """Bad input: every case fails with a one-line error naming the input, and writes nothing.
 
 What tests/test_sources.py, test_frames.py, test_download.py and test_cli.py already cover
-is not repeated here (see the docs/guarantees.md for the map).
+is not repeated here (docs/guarantees.md maps the cases to their tests).
 """
 
 from __future__ import annotations
