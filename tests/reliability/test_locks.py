@@ -42,11 +42,7 @@ def test_many_threads_contending_for_one_key_never_fail_nor_overlap(tmp_path):
             except BaseException as error:  # noqa: BLE001  (counted: the point of the test)
                 errors.append(error)
 
-    threads = [threading.Thread(target=contend) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(contend, THREADS)
 
     print(f"{acquired} acquisitions by {THREADS} threads, {len(errors)} errors, at most {most_inside} inside")
     assert errors == [], f"{len(errors)} errors, e.g. {errors[0]!r}"
@@ -80,11 +76,7 @@ def _count_under_the_lock(folder: str, counter: str, threads: int, rounds: int) 
             except BaseException as error:  # noqa: BLE001  (counted)
                 errors.append(error)
 
-    workers = [threading.Thread(target=contend) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_in_threads(contend, threads)
     return len(errors)
 
 
@@ -96,3 +88,12 @@ def test_processes_contending_for_one_key_never_overlap(tmp_path):
         jobs = [pool.submit(_count_under_the_lock, str(tmp_path / "locks"), str(counter), 4, 50) for _ in range(3)]
         errors = [job.result() for job in jobs]
     assert errors == [0, 0, 0] and counter.read_text() == str(3 * 4 * 50)
+
+
+def run_in_threads(target, count: int) -> None:  # noqa: ANN001
+    """`target` in `count` threads at once; returns when all have ended."""
+    workers = [threading.Thread(target=target) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
