@@ -244,10 +244,12 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
     path = data_dir / "dataset.json"
     earlier = _earlier_videos(path, settings)
     videos = dict(earlier or {})
+    manifests = {}
     for outcome in outcomes:
         if outcome.manifest is None or outcome.same_as:
             continue
         manifest = load_manifest(outcome.manifest)
+        manifests[manifest["video_key"]] = manifest
         folder = outcome.manifest.resolve().parent.relative_to(data_dir)
         videos[manifest["video_key"]] = {
             "key": manifest["video_key"],
@@ -261,9 +263,11 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
         }
     if earlier is None and not videos and path.is_file():
         return path  # another dataset, and nothing made here to replace it with: keep it
+    for key, video in videos.items():  # the earlier runs' videos: their manifests are read here
+        if key not in manifests:
+            manifests[key] = load_manifest(data_dir / video["manifest"])
     # Frames another video already put in the dataset (a re-upload, another encode): the reader skips them.
-    manifests = {key: load_manifest(data_dir / video["manifest"]) for key, video in videos.items()}
-    hashes = [(key, manifest.get("hashes", [])) for key, manifest in manifests.items()]
+    hashes = [(key, manifests[key].get("hashes", [])) for key in videos]  # in the dataset's order
     excluded = repeats(hashes, settings.frames.dedupe_distance) if settings.frames.dedupe else {}
     for key, video in videos.items():
         video["repeated"] = len(excluded.get(key, []))
