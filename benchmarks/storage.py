@@ -6,7 +6,7 @@
 An S3 server (moto, in its own process on 127.0.0.1) holds the shards of one ingested
 video. Both ways read every frame `--epochs` times through the same parse -> decode ->
 shuffle -> batch steps:
-  staged    synthwave.storage.stage_dataset (parallel GETs, sha256 checked) into an empty
+  staged    tasks.storage.stage_dataset (parallel GETs, sha256 checked) into an empty
             folder, then TFRecordDataset over the local files: what `train` does;
   streamed  tf.data from a Python generator per shard reading s3fs files (TF 2.21 has no
             s3:// file system of its own).
@@ -38,10 +38,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from gan import records  # noqa: E402
+from synthwave import records  # noqa: E402
 from gan.index import load_index  # noqa: E402
 from synthwave.settings import FrameSettings, StorageSettings  # noqa: E402
-from synthwave.storage import DATASET, open_bucket, publish_file, publish_shards, stage_dataset  # noqa: E402
+from tasks.storage import DATASET, open_bucket, publish_file, publish_shards, stage_dataset  # noqa: E402
 from tasks.shards import write_video_shards  # noqa: E402
 
 VIDEO = Path(__file__).resolve().parents[2] / "shared" / "videos" / "bottle-detection.mp4"

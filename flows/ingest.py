@@ -28,7 +28,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from synthwave.atomic import write_json
 from synthwave.errors import UserError
 from synthwave.settings import IngestSettings
-from synthwave.storage import publish_file
+from tasks.storage import publish_file
 from tasks.curate import repeats
 from tasks.download import DownloadError, is_complete
 from tasks.playlists import playlist_id

@@ -16,7 +16,7 @@ from gan.loop import check_image_size
 from gan.loop import train as train_loop
 from gan.walk import FILENAME, STRIP_FILENAME, save_strip, write_walk
 from synthwave.settings import TrainSettings, WalkSettings
-from synthwave.storage import RunMirror, stage_dataset
+from tasks.storage import RunMirror, stage_dataset
 
 
 @flow(name="train", log_prints=True)

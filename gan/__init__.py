@@ -1,6 +1,6 @@
 """The GAN: models, training step, tf.data reader. No Prefect here: runs wherever TensorFlow does.
 
-Importing this package does not import TensorFlow; `gan.records` is TensorFlow-free so
+Importing this package does not import TensorFlow; `synthwave.records` is TensorFlow-free so
 ingest workers can write shards without paying TensorFlow's ~800 MB of memory.
 
 It does choose TensorFlow's CPU kernels, so import it before TensorFlow: oneDNN's, which

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import tensorflow as tf
 
-from gan import records
+from synthwave import records
 from gan.index import Holdout
 
 FEATURES = {

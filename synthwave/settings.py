@@ -145,7 +145,7 @@ _BUCKET = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^\s]*)?")
 
 class StorageSettings(Strict):
     """An S3-compatible bucket prefix for the data folder, Prefect's cache and run outputs
-    (synthwave/storage.py). Credentials never go here: they come from the environment or
+    (tasks/storage.py). Credentials never go here: they come from the environment or
     from a Prefect Secret block named here."""
 
     url: str = Field(description="s3://bucket/prefix that shards, dataset.json, the cache and runs go to")

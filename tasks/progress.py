@@ -2,7 +2,7 @@
 
 `track` lists a video's readers (tasks.frames.FrameReader counts the frames it passes over)
 while its shards are written; `states` reads every video in progress in this process. The
-CLI draws them (synthwave/cli.py) only when stdout is a terminal. Videos ingested in other
+CLI draws them (cli/main.py) only when stdout is a terminal. Videos ingested in other
 processes (Dask workers) are not seen here.
 """
 

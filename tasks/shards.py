@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gan import records
+from synthwave import records
 from synthwave.atomic import write_json
 from synthwave.digest import file_sha256
 from synthwave.settings import FrameSettings

@@ -5,7 +5,7 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
   (nothing else: a different data_dir path or log level must not miss the cache);
 - results and cache records persisted under the data folder, so a rerun or the UI's
   Retry finds them, also after the folder is moved (`relocate`); with `storage`, under
-  the bucket prefix instead (synthwave/storage.py), so another machine finds them too,
+  the bucket prefix instead (tasks/storage.py), so another machine finds them too,
   and the shards are published there;
 - SERIALIZABLE isolation with a file lock per key, so concurrent runs of one video
   execute it once and the others read the cached result (on one machine: the locks stay
@@ -31,7 +31,7 @@ from prefect.tasks import exponential_backoff
 
 from synthwave.atomic import write_json
 from synthwave.settings import DownloadSettings, FrameSettings, StorageSettings
-from synthwave.storage import open_bucket, publish_shards, pull_manifest, results_block
+from tasks.storage import open_bucket, publish_shards, pull_manifest, results_block
 from tasks.locks import ProcessLockManager
 from tasks.download import TransientDownloadError, Video, download
 from tasks.playlists import expand_playlist

@@ -1,4 +1,4 @@
-"""The user's local stack (synthwave.stack: server, pools, deployments, workers) as fixtures.
+"""The user's local stack (cli.stack: server, pools, deployments, workers) as fixtures.
 
 A pytest plugin, so that every module listing it shares one stack per session:
     pytest_plugins = ["tests.stack_fixture"]
@@ -22,7 +22,7 @@ from uuid import UUID
 
 import pytest
 
-from synthwave.stack import Stack, start, stop
+from cli.stack import Stack, start, stop
 from tests.loopback import SAMPLE_VIDEOS
 
 # Workers poll every 2 s instead of 15: runs start sooner; nothing else differs from `stack up`.
@@ -38,7 +38,7 @@ def free_port() -> int:
 
 @contextmanager
 def running_stack(home: Path, **options: Any) -> Iterator[Stack]:
-    """A stack on a free port (`options` as for synthwave.stack.start), stopped at the end whatever happened."""
+    """A stack on a free port (`options` as for cli.stack.start), stopped at the end whatever happened."""
     started = time.monotonic()
     try:
         running = start(home, port=free_port(), extra_env=TEST_ENV, **options)

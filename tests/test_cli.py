@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synthwave.cli import build_parser, ingest_settings, main, train_settings
+from cli.main import build_parser, ingest_settings, main, train_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_unknown_flag_is_rejected(capsys):
 
 def test_every_command_has_help():
     for command in ("ingest", "train", "generate", "walk", "report", "demo"):
-        result = subprocess.run([sys.executable, "-m", "synthwave.cli", command, "--help"], cwd=REPO,
+        result = subprocess.run([sys.executable, "-m", "cli.main", command, "--help"], cwd=REPO,
                                 capture_output=True, text=True, check=True)
         assert "usage: synthwave " + command in result.stdout
 
@@ -91,7 +91,7 @@ def test_ingest_exit_status_and_one_line_per_failed_source(prefect_server, sampl
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     result = subprocess.run(
-        [sys.executable, "-m", "synthwave.cli", "ingest", str(good), str(empty), "ftp://host/x.mp4",
+        [sys.executable, "-m", "cli.main", "ingest", str(good), str(empty), "ftp://host/x.mp4",
          "--data-dir", str(tmp_path / "data"), "--every", "25", "--size", "32x56", "--no-dedupe"],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
     )
@@ -119,7 +119,7 @@ def test_prefect_sends_no_telemetry_and_waits_for_its_first_server_unless_the_en
 
 def test_the_stacks_hints_run_as_printed(tmp_path):
     """Each command the hints name is one a shell finds: bare on PATH, else by its full path."""
-    from synthwave.stack import Stack, next_steps
+    from cli.stack import Stack, next_steps
 
     stack = Stack(home=tmp_path / "stack", port=4299, env={})
     hints = next_steps(stack)

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from synthwave.cli import ingest_progress
+from cli.main import ingest_progress
 from synthwave.settings import FrameSettings
 from tasks import progress
 from tasks.frames import FrameReader

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from gan import records
+from synthwave import records
 from gan.data import holdout_images, image_dataset, parse_record
 from gan.history import COLUMNS
 from gan.index import DatasetError, Holdout, load_index

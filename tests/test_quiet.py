@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Imports TensorFlow (its start-up lines), then fails on the run dir as a user would see it.
-PROBE = [sys.executable, "-m", "synthwave.cli", "generate", "--run-dir", "no-such-run", "--out", "x.png"]
+PROBE = [sys.executable, "-m", "cli.main", "generate", "--run-dir", "no-such-run", "--out", "x.png"]
 NATIVE = ("absl::InitializeLog", "oneDNN custom operations", "cuInit", "Could not find cuda drivers")
 
 
@@ -33,7 +33,7 @@ def test_verbose_shows_them() -> None:
 
 def test_the_filter_passes_every_other_native_line_in_order() -> None:
     probe = (
-        "import os, sys; from synthwave.quiet import quiet_native_logs; quiet_native_logs(); "
+        "import os, sys; from cli.quiet import quiet_native_logs; quiet_native_logs(); "
         "os.write(2, b'E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL\\n'); "
         "os.write(2, b'F0000 a real native failure\\n'); "
         "os.write(2, b'E0000 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT\\n'); "

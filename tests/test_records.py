@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan import records
+from synthwave import records
 
 
 def test_example_round_trips_through_tensorflow(tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthwave.cli import main
+from cli.main import main
 from tests.test_walk import trained_run  # noqa: F401  (session fixture: one tiny training for both files)
 
 HOSTILE = '<script>alert("x")</script>&'

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan import records
+from synthwave import records
 from synthwave.settings import FrameSettings
 from tasks import shards
 from tasks.frames import FrameReader, Segment, VideoInfo, VideoReadError, iter_frames, plan_segments

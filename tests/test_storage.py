@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from flows.ingest import ingest
 from flows.train import train
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, StorageSettings, TrainSettings
-from synthwave.storage import DATASET, StorageError, open_bucket, publish_file, publish_shards, stage_dataset
+from tasks.storage import DATASET, StorageError, open_bucket, publish_file, publish_shards, stage_dataset
 from tasks.shards import verify_manifest, write_video_shards
 from tasks.steps import downloads_dir
 from tests.s3_fixture import s3, s3_server  # noqa: F401

@@ -115,7 +115,7 @@ def test_resume_after_kill_9_gives_a_continuous_history(data_dir, tmp_path):
     from prefect.settings import PREFECT_API_URL
 
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "synthwave.cli", "train", "--data-dir", str(data_dir), "--run-dir", str(run),
+    args = [sys.executable, "-m", "cli.main", "train", "--data-dir", str(data_dir), "--run-dir", str(run),
             "--steps", "30", "--batch-size", "16", "--g-filters", "32", "--d-filters", "16",
             "--sample-every", "5", "--checkpoint-every", "5", "--shuffle-buffer", "64", "--steps-per-call", "4"]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}

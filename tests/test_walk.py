@@ -17,7 +17,7 @@ from gan.images import to_uint8
 from gan.loop import generate
 from gan.step import DCGAN
 from gan.walk import ease, latent_batches, restore, slerp, write_walk
-from synthwave.cli import main
+from cli.main import main
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings, WalkSettings
 from tests.loopback import SAMPLE_VIDEOS
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from gan.index import DatasetError, load_index
 from gan.loop import ImageSizeError, check_image_size
-from synthwave.cli import _read_sources, build_parser, ingest_settings, main, train_settings
+from cli.main import _read_sources, build_parser, ingest_settings, main, train_settings
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings
 from tasks.frames import VideoReadError, probe
 from tasks.shards import load_manifest, write_video_shards

@@ -16,7 +16,7 @@ from flows.ingest import ingest
 from gan.checkpoints import CheckpointWriteError
 from gan.index import DatasetError, load_index
 from gan.loop import train as train_loop
-from synthwave.cli import main
+from cli.main import main
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
 from tests.reliability.helpers import gradient, make_video
 

@@ -53,7 +53,7 @@ def test_kill_9_of_an_ingest_ends_its_temporary_server(video_server, sample_vide
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")  # the child's own temporary server and database
     cli = subprocess.Popen(
-        [sys.executable, "-m", "synthwave.cli", "ingest", url, "--data-dir", str(tmp_path / "data"),
+        [sys.executable, "-m", "cli.main", "ingest", url, "--data-dir", str(tmp_path / "data"),
          "--allowed-hosts", "127.0.0.1", "--retries", "0"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "cli.log", "wb"),  # noqa: SIM115
     )  # fmt: skip

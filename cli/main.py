@@ -19,9 +19,9 @@ from typing import Any, TextIO, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from synthwave.ephemeral import tie_temporary_server
+from cli.ephemeral import tie_temporary_server
 from synthwave.errors import UserError
-from synthwave.quiet import quiet_native_logs
+from cli.quiet import quiet_native_logs
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings, WalkSettings
 
 # IngestSettings' nested models are flattened: --every, --downloader, ...
@@ -180,7 +180,7 @@ def cmd_walk(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from synthwave.report import write_report
+    from cli.report import write_report
 
     out = write_report(Path(args.run_dir), Path(args.out) if args.out else None)
     print(f"wrote {out}")
@@ -196,7 +196,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_stack_up(args: argparse.Namespace) -> int:
-    from synthwave.stack import StackError, next_steps, start
+    from cli.stack import StackError, next_steps, start
 
     try:
         stack = start(Path(args.home), port=args.port, database_url=args.database_url)
@@ -208,7 +208,7 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
 
 
 def cmd_stack_down(args: argparse.Namespace) -> int:
-    from synthwave.stack import stop
+    from cli.stack import stop
 
     stopped = stop(Path(args.home))
     print(f"stopped: {', '.join(stopped)}" if stopped else f"nothing running from {args.home}")
