@@ -11,6 +11,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tasks.prefect_internals import start_temporary_server
+
 # pidfd: the signal can only reach this server, never a later process given its pid.
 _WATCHDOG = """
 import contextlib, os, select, signal, sys
@@ -27,12 +29,9 @@ _watchdogs: list[subprocess.Popen] = []  # kept: their pipes must stay open whil
 def tie_temporary_server() -> None:
     """Start the temporary server Prefect would start for this process, watched; nothing
     when PREFECT_API_URL names a server."""
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value() or _watchdogs:
         return
-    server = SubprocessASGIServer()  # the one Prefect's clients use: one instance per process
-    server.start()
-    watchdog = [sys.executable, "-c", _WATCHDOG, str(server.server_process.pid)]
+    watchdog = [sys.executable, "-c", _WATCHDOG, str(start_temporary_server())]
     _watchdogs.append(subprocess.Popen(watchdog, stdin=subprocess.PIPE, start_new_session=True))

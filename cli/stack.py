@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from synthwave.errors import UserError
+from synthwave.processes import pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = "deployments/prefect.yaml"
@@ -216,9 +217,8 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         pass  # not our child (`stack down` from another shell) or already reaped
     try:
-        os.kill(pid, 0)
-        return os.getpgid(pid) == pid
-    except (ProcessLookupError, PermissionError):
+        return pid_alive(pid) and os.getpgid(pid) == pid
+    except ProcessLookupError:
         return False
 
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -30,12 +29,14 @@ from synthwave.errors import UserError
 from synthwave.settings import IngestSettings
 from tasks.storage import publish_file
 from tasks.curate import repeats
-from tasks.download import DownloadError, is_complete
+from tasks.download import is_complete
+from tasks.download_errors import DownloadError
 from tasks.playlists import playlist_id
 from tasks.shards import CURATION_COUNTS, load_manifest
 from tasks.sources import InvalidSourceError, Source, parse_source
 from tasks.steps import (
     configure,
+    download_key,
     download_retry_options,
     download_task,
     downloads_dir,
@@ -43,6 +44,7 @@ from tasks.steps import (
     has_record,
     playlist_task,
     shards_dir,
+    shards_key,
     shards_ok,
     shards_task,
 )
@@ -71,12 +73,14 @@ def _submit(source: Source, settings: IngestSettings, runner: TaskRunner) -> tup
     out_dir = shards_dir(data_dir, source.key, settings.frames, settings.shard_mb)
     shards = configure(shards_task, data_dir, storage)
     frames = {"settings": settings.frames, "shard_mb": settings.shard_mb}
-    shards_key = {"video": SimpleNamespace(key=source.key), **frames}
-    forget_stale(shards, shards_key, lambda: shards_ok(data_dir, out_dir, storage))
+    shards_record = shards_key(source.key, settings.frames, settings.shard_mb)
+    forget_stale(shards, shards_record, lambda: shards_ok(data_dir, out_dir, storage))
     download = configure(download_task, data_dir, storage, **download_retry_options(settings.download))
     params = {"source": source, "settings": settings.download}
     forget_stale(
-        download, params, lambda: is_complete(source, downloads_dir(data_dir)) or has_record(shards, shards_key)
+        download,
+        download_key(source, settings.download),
+        lambda: is_complete(source, downloads_dir(data_dir)) or has_record(shards, shards_record),
     )
     video = runner.submit(download, {**params, "downloads": downloads_dir(data_dir)})
     return runner.submit(shards, {**frames, "video": video, "data_dir": data_dir, "storage": storage}), video

@@ -1,14 +1,18 @@
-"""Write to a temporary name, then rename: readers never see a partial file."""
+"""Write to a temporary name, then rename: readers never see a partial file or folder."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from synthwave.processes import pid_alive
 
 
 @contextlib.contextmanager
@@ -50,3 +54,19 @@ def write_json(path: Path | str, data: Any) -> None:
     with atomic_open(path, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
+
+
+def temp_dir(target: Path) -> Path:
+    """A new hidden folder beside `target` for a writer to fill and then move into place. Its
+    name holds this process's pid, so `sweep_temp_dirs` can tell a dead writer's leftovers."""
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def sweep_temp_dirs(target: Path) -> None:
+    """Remove `temp_dir(target)` folders whose writer no longer exists (kill -9, OOM)."""
+    for folder in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = folder.name.rpartition(".tmp-")[2].split("-")[0]
+        if folder.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,7 +1,4 @@
-"""Fetch a Source to a local video file, and say whether a failure is worth retrying.
-
-No retries here: the Prefect task around `download` retries TransientDownloadError only,
-so the classification below decides what gets retried.
+"""Fetch a Source to a local video file (how a failure is classified: tasks/download_errors.py).
 
 A download is staged in a hidden folder inside downloads_dir and renamed to
 `<key><ext>` only once complete, so a file under its final name is always whole; the note
@@ -16,7 +13,6 @@ services or cloud metadata. Nothing here runs a shell.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import json
 import logging
@@ -24,10 +20,8 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import time
-import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,15 +30,21 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import deno
 import httpx
-import pytubefix.exceptions
 import yt_dlp
-import yt_dlp.networking.exceptions
 import yt_dlp.utils
 from pytubefix import Stream, YouTube
 
-from synthwave.atomic import write_json
-from synthwave.errors import UserError
+from synthwave.atomic import sweep_temp_dirs, temp_dir, write_json
 from synthwave.settings import DownloadSettings
+from tasks.download_errors import (
+    DownloadError,
+    PermanentDownloadError,
+    TransientDownloadError,
+    describe,
+    pytube_error,
+    status_error,
+    ytdlp_error,
+)
 from tasks.sources import Source
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -52,7 +52,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MAX_REDIRECTS = 10
 # Always allowed, with their subdomains: YouTube sources never leave these.
 _YOUTUBE_DOMAINS = ("youtube.com", "youtu.be", "youtube-nocookie.com", "googlevideo.com")
-_RETRY_STATUS = {408, 425, 429}  # and every 5xx
 _VIDEO_SUFFIXES = {
     ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".flv", ".ts", ".mpg", ".mpeg", ".3gp", ".ogv",
 }  # fmt: skip
@@ -66,26 +65,6 @@ _NOT_VIDEO_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
     (b"BM", "a BMP image"), (b"<!doctype html", "an HTML page"), (b"<html", "an HTML page"),
 )  # fmt: skip
-# yt-dlp reports some failures only as text; these mean the network or the server hiccuped.
-_TRANSIENT_TEXT = re.compile(
-    r"HTTP Error (5\d\d|408|425|429)|timed? ?out|connection (reset|refused|aborted)|"
-    r"temporar|try again later|remote end closed|incomplete ?read|did not get any data blocks",
-    re.IGNORECASE,
-)
-
-
-class DownloadError(UserError):
-    """A source could not be downloaded; the message is one line that names the source."""
-
-
-class TransientDownloadError(DownloadError):
-    """Worth retrying: connection errors, timeouts, truncated bodies, 5xx, 429."""
-
-
-class PermanentDownloadError(DownloadError):
-    """Retrying cannot help: 404/403/410, private or unavailable video, not a video, too large."""
-
-
 @dataclass(frozen=True)
 class Video:
     key: str
@@ -105,33 +84,17 @@ def download(source: Source, settings: DownloadSettings, downloads_dir: Path) ->
     if cached := _cached(source, settings, downloads_dir):
         return cached
     downloads_dir.mkdir(parents=True, exist_ok=True)
-    _sweep_staging(downloads_dir, source.key)
+    sweep_temp_dirs(downloads_dir / source.key)
     fetch = _fetch_http if source.kind == "http" else _YOUTUBE_BACKENDS[settings.downloader]
-    prefix = f".{source.key}.{os.getpid()}."  # the pid tells a crashed download's leftovers
-    with tempfile.TemporaryDirectory(dir=downloads_dir, prefix=prefix) as staging:
-        file, title = fetch(source, settings, Path(staging))
+    staging = temp_dir(downloads_dir / source.key)
+    try:
+        file, title = fetch(source, settings, staging)
         return _publish(file, title, source, settings, downloads_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # -- the download folder ------------------------------------------------------------------
-
-
-def _sweep_staging(downloads_dir: Path, key: str) -> None:
-    """Remove staging folders of `key` left by processes that died (kill -9) mid-download."""
-    for folder in downloads_dir.glob(f".{key}.*"):
-        pid = folder.name[len(key) + 2 :].split(".")[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _note_path(downloads_dir: Path, key: str) -> Path:
@@ -213,19 +176,6 @@ def _publish(
 # -- errors ---------------------------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _describe(exc: BaseException) -> str:
-    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-
-
-def _status_error(source: Source, status: int, detail: str) -> DownloadError:
-    retry = status in _RETRY_STATUS or 500 <= status <= 599
-    return (TransientDownloadError if retry else PermanentDownloadError)(f"{source.location}: {detail}")
-
-
 class _Pace:
     """The whole-download deadline and the minimum average rate, checked as bytes arrive: a
     per-read timeout alone lets a server that drips a byte at a time hold a worker forever."""
@@ -273,18 +223,18 @@ def _fetch_http(source: Source, settings: DownloadSettings, staging: Path) -> tu
     except httpx.TooManyRedirects as exc:
         raise PermanentDownloadError(f"{where}: redirect loop (over {_MAX_REDIRECTS} redirects)") from exc
     except httpx.UnsupportedProtocol as exc:
-        raise PermanentDownloadError(f"{where}: redirected to an unsupported URL ({_describe(exc)})") from exc
+        raise PermanentDownloadError(f"{where}: redirected to an unsupported URL ({describe(exc)})") from exc
     except httpx.TransportError as exc:
         # Connection refused/reset, timeouts, and a body cut short of its Content-Length
         # (h11 raises RemoteProtocolError for that) are all worth another try.
-        raise TransientDownloadError(f"{where}: {_describe(exc)}") from exc
+        raise TransientDownloadError(f"{where}: {describe(exc)}") from exc
     return path, _url_title(source.location)
 
 
 def _check_response(source: Source, settings: DownloadSettings, response: httpx.Response) -> None:
     status = response.status_code
     if status >= 400:
-        raise _status_error(source, status, f"HTTP {status} {response.reason_phrase}")
+        raise status_error(source.location, status, f"HTTP {status} {response.reason_phrase}")
     if status != 200:
         raise PermanentDownloadError(
             f"{source.location}: unexpected HTTP {status} {response.reason_phrase}"
@@ -423,7 +373,7 @@ def check_destination(url: httpx.URL | str, settings: DownloadSettings, where: s
     try:
         addresses = _resolve(host, url.port or (443 if url.scheme == "https" else 80))
     except (OSError, UnicodeError) as exc:
-        raise TransientDownloadError(f"{where}: cannot resolve host {host!r} ({_describe(exc)})") from exc
+        raise TransientDownloadError(f"{where}: cannot resolve host {host!r} ({describe(exc)})") from exc
     if not addresses:
         raise TransientDownloadError(f"{where}: host {host!r} resolves to no address")
     blocked = [address for address in addresses if not _is_public(address)]
@@ -480,11 +430,11 @@ def _ytdlp_options(source: Source, settings: DownloadSettings, staging: Path) ->
         "progress_hooks": [_ytdlp_guard(source, settings)],  # size and pace, while streaming
         # Before any media request, from the video's metadata.
         "match_filter": _ytdlp_duration_guard(source, settings.max_duration_s),
-        "js_runtimes": _js_runtimes(),
+        "js_runtimes": js_runtimes(),
     }
 
 
-def _js_runtimes() -> dict[str, dict[str, str]]:
+def js_runtimes() -> dict[str, dict[str, str]]:
     """YouTube needs a JS runtime for its challenges; the deno wheel puts its binary in the
     venv's bin/, which is not on PATH when the venv is not activated, so name it."""
     try:
@@ -523,7 +473,7 @@ def _fetch_ytdlp(source: Source, settings: DownloadSettings, staging: Path) -> t
     except DownloadError:
         raise
     except yt_dlp.utils.YoutubeDLError as exc:
-        raise _ytdlp_error(source, exc) from exc
+        raise ytdlp_error(source.location, exc) from exc
     saved = next((d.get("filepath") for d in info.get("requested_downloads") or []), None)
     if not saved or not Path(saved).is_file():
         # yt-dlp skips, without an error, a format whose Content-Length is over max_filesize.
@@ -531,37 +481,6 @@ def _fetch_ytdlp(source: Source, settings: DownloadSettings, staging: Path) -> t
             f"{source.location}: nothing downloaded (over max_bytes, {settings.max_bytes} bytes?)"
         )
     return Path(saved), info.get("title") or source.key
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """exc and what it wraps: yt-dlp keeps the original in exc_info, ExtractorError in cause."""
-    todo: list[object] = [exc]
-    seen: set[int] = set()
-    while todo:
-        current = todo.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        exc_info = getattr(current, "exc_info", None) or (None, None)
-        todo += [exc_info[1], getattr(current, "cause", None), current.__cause__, current.__context__]
-
-
-def _ytdlp_error(source: Source, exc: yt_dlp.utils.YoutubeDLError) -> DownloadError:
-    detail = _one_line(str(exc)).removeprefix("ERROR: ")
-    for cause in _causes(exc):
-        if isinstance(cause, yt_dlp.networking.exceptions.HTTPError):
-            return _status_error(source, cause.status, detail)
-    transient = (
-        yt_dlp.networking.exceptions.TransportError,
-        yt_dlp.utils.ContentTooShortError,
-        TimeoutError,
-        ConnectionError,
-    )
-    if any(isinstance(cause, transient) for cause in _causes(exc)) or _TRANSIENT_TEXT.search(detail):
-        return TransientDownloadError(f"{source.location}: {detail}")
-    # "Video unavailable", "Private video", "Unsupported URL", sign-in walls, ...
-    return PermanentDownloadError(f"{source.location}: {detail}")
 
 
 # -- YouTube via pytubefix -------------------------------------------------------------------
@@ -618,27 +537,12 @@ def _fetch_pytube(source: Source, settings: DownloadSettings, staging: Path) -> 
     except DownloadError:
         raise
     except Exception as exc:  # pytubefix raises anything from KeyError up when YouTube changes
-        raise _pytube_error(source, exc) from exc
+        raise pytube_error(source.location, exc) from exc
     # pytubefix keeps what arrived of a cut-short body, and swallows a 404 mid-stream.
     got = Path(saved).stat().st_size if saved and Path(saved).is_file() else 0
     if got != stream.filesize:
         raise TransientDownloadError(f"{where}: incomplete download ({got} of {stream.filesize} bytes)")
     return Path(saved), title or source.key
-
-
-def _pytube_error(source: Source, exc: Exception) -> DownloadError:
-    if isinstance(exc, urllib.error.HTTPError):
-        return _status_error(source, exc.code, _describe(exc))
-    transient = (
-        urllib.error.URLError,
-        http.client.HTTPException,
-        TimeoutError,
-        ConnectionError,
-        pytubefix.exceptions.MaxRetriesExceeded,
-    )
-    cls = TransientDownloadError if isinstance(exc, transient) else PermanentDownloadError
-    # VideoUnavailable (private, age-restricted, members-only, ...), RegexMatchError, ...
-    return cls(f"{source.location}: {_describe(exc)}")
 
 
 _YOUTUBE_BACKENDS: dict[str, Callable[[Source, DownloadSettings, Path], tuple[Path, str]]] = {

@@ -2,7 +2,7 @@
 
 The listing is flat, one request per page of the playlist and none per video: each video
 is then fetched by tasks.download like any other source. Errors are classified as there
-(TransientDownloadError is worth a retry, PermanentDownloadError is not).
+(tasks/download_errors.py: TransientDownloadError is worth a retry).
 """
 
 from __future__ import annotations
@@ -18,13 +18,9 @@ import yt_dlp.utils
 from pytubefix import Playlist
 
 from synthwave.settings import DownloadSettings
-from tasks.download import (
-    PermanentDownloadError,
-    _js_runtimes,
-    _pytube_error,
-    _ytdlp_error,
-)
-from tasks.sources import InvalidSourceError, Source, youtube_id
+from tasks.download import js_runtimes
+from tasks.download_errors import PermanentDownloadError, pytube_error, ytdlp_error
+from tasks.sources import InvalidSourceError, youtube_id
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +82,6 @@ def expand_playlist(text: str, settings: DownloadSettings) -> list[str]:
     return urls
 
 
-def _named(url: str) -> Source:
-    """download's error classifiers name what failed by a Source; they read its location only."""
-    return Source("youtube", "playlist", url)
-
-
 def _ytdlp_urls(url: str, settings: DownloadSettings) -> list[str]:
     options: dict[str, Any] = {
         "extract_flat": "in_playlist",  # the playlist's pages only, no request per video
@@ -104,13 +95,13 @@ def _ytdlp_urls(url: str, settings: DownloadSettings) -> list[str]:
         # YouTube's playlist page leaves out private and deleted videos; by default yt-dlp
         # asks again to list them too, and each would then fail its download on every run.
         "compat_opts": ["no-youtube-unavailable-videos"],
-        "js_runtimes": _js_runtimes(),
+        "js_runtimes": js_runtimes(),
     }
     try:
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=False)
     except yt_dlp.utils.YoutubeDLError as exc:
-        raise _ytdlp_error(_named(url), exc) from exc
+        raise ytdlp_error(url, exc) from exc
     # Flat entries carry the video id (their url may be a /shorts/ one); one without an id
     # is no video, and youtube_id turns it away.
     return [f"https://www.youtube.com/watch?v={entry.get('id')}" for entry in info.get("entries") or []]
@@ -121,7 +112,7 @@ def _pytube_urls(url: str, settings: DownloadSettings) -> list[str]:
     try:
         return list(Playlist(url).video_urls)
     except Exception as exc:  # pytubefix raises anything from KeyError up when YouTube changes
-        raise _pytube_error(_named(url), exc) from exc
+        raise pytube_error(url, exc) from exc
 
 
 _BACKENDS: dict[str, Callable[[str, DownloadSettings], list[str]]] = {

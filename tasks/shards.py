@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from synthwave import records
-from synthwave.atomic import write_json
+from synthwave.atomic import sweep_temp_dirs, temp_dir, write_json
 from synthwave.digest import file_sha256
 from synthwave.settings import FrameSettings
 from tasks.curate import Curator
@@ -217,10 +217,8 @@ def write_video_shards(
     video_path, out_dir = Path(video_path), Path(out_dir)
     info = probe(video_path)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_dead_temps(out_dir)
-    # The pid tells the temp folder of a process that died (kill -9) from one still writing.
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    sweep_temp_dirs(out_dir)
+    tmp = temp_dir(out_dir)
     try:
         manifest = _write(video_path, video_key, settings, shard_mb, tmp, source, info)
         _replace_dir(tmp, out_dir)
@@ -228,20 +226,6 @@ def write_video_shards(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-
-
-def _sweep_dead_temps(out_dir: Path) -> None:
-    """Remove temp folders of `out_dir` whose writer process no longer exists."""
-    for folder in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        pid = folder.name.rpartition(".tmp-")[2].split("-")[0]
-        if not pid.isdigit() or not folder.is_dir():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
 
 
 def _write(

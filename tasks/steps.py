@@ -4,7 +4,7 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 - a cache key of task name + video key + a digest of the settings that change the output
   (nothing else: a different data_dir path or log level must not miss the cache);
 - results and cache records persisted under the data folder, so a rerun or the UI's
-  Retry finds them, also after the folder is moved (`relocate`); with `storage`, under
+  Retry finds them, also after the folder is moved (`forget_stale`); with `storage`, under
   the bucket prefix instead (tasks/storage.py), so another machine finds them too,
   and the shards are published there;
 - SERIALIZABLE isolation with a file lock per key, so concurrent runs of one video
@@ -15,11 +15,9 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import fsspec
@@ -29,12 +27,13 @@ from prefect.context import TaskRunContext
 from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 
-from synthwave.atomic import write_json
 from synthwave.settings import DownloadSettings, FrameSettings, StorageSettings
 from tasks.storage import open_bucket, publish_shards, pull_manifest, results_block
 from tasks.locks import ProcessLockManager
-from tasks.download import TransientDownloadError, Video, download
+from tasks.download import Video, download
+from tasks.download_errors import TransientDownloadError
 from tasks.playlists import expand_playlist
+from tasks.prefect_internals import point_record_at
 from tasks.shards import MANIFEST, verify_manifest, write_video_shards
 from tasks.sources import Source
 
@@ -48,16 +47,24 @@ def shards_dir(data_dir: Path, video_key: str, frames: FrameSettings, shard_mb: 
     return data_dir / "shards" / video_key / f"{frames.digest()}-{shard_mb:g}mb"
 
 
+# Task names, also the first part of each cache key: two steps never share a key.
+DOWNLOAD, SHARDS = "download", "extract-shards"
+
+
+def download_key(source: Source, settings: DownloadSettings) -> str:
+    return f"{DOWNLOAD}-{source.key}-{settings.output_digest()}"
+
+
+def shards_key(video_key: str, frames: FrameSettings, shard_mb: float) -> str:
+    return f"{SHARDS}-{video_key}-{frames.digest()}-{shard_mb:g}"
+
+
 def _download_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
-    source: Source = params["source"]
-    settings: DownloadSettings = params["settings"]
-    return f"{ctx.task.name}-{source.key}-{settings.output_digest()}"
+    return download_key(params["source"], params["settings"])
 
 
 def _shards_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
-    video: Video = params["video"]
-    frames: FrameSettings = params["settings"]
-    return f"{ctx.task.name}-{video.key}-{frames.digest()}-{params['shard_mb']:g}"
+    return shards_key(params["video"].key, params["settings"], params["shard_mb"])
 
 
 def _is_transient(task_: Task, task_run: Any, state: Any) -> bool:
@@ -65,7 +72,7 @@ def _is_transient(task_: Task, task_run: Any, state: Any) -> bool:
 
 
 @task(
-    name="download",
+    name=DOWNLOAD,
     task_run_name="download-{source.key}",
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_download_key),
     retry_condition_fn=_is_transient,
@@ -81,7 +88,7 @@ def playlist_task(url: str, settings: DownloadSettings) -> list[str]:
 
 
 @task(
-    name="extract-shards",
+    name=SHARDS,
     task_run_name="shards-{video.key}",
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_shards_key),
 )
@@ -133,10 +140,6 @@ def configure(step: Task, data_dir: Path, storage: StorageSettings | None = None
     )
 
 
-def _key(step: Task, params: dict) -> str:
-    return step.cache_policy.cache_key_fn(SimpleNamespace(task=step), params)
-
-
 def _record(step: Task, key: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The file system and path of the step's cache record `key`, local or in the bucket."""
     storage = step.cache_policy.key_storage
@@ -145,53 +148,28 @@ def _record(step: Task, key: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fsspec.filesystem("file"), str(Path(storage) / key)
 
 
-def has_record(step: Task, params: dict) -> bool:
-    """Whether the step has a cache record for `params`, i.e. will come back Cached."""
-    fs, path = _record(step, _key(step, params))
+def has_record(step: Task, key: str) -> bool:
+    """Whether the step has a cache record `key`, i.e. will come back Cached."""
+    fs, path = _record(step, key)
     return fs.exists(path)
 
 
-def relocate(step: Task, key: str) -> None:
-    """Point a local cache record made in another folder at this data folder's results.
-
-    Prefect records a local result by its absolute path, so a data folder moved or copied
-    elsewhere would fail every cached step ("... is outside of the base path"). The result
-    file moved with the record: the record is rewritten to name it here, or dropped if it
-    is missing, so the step runs again. Bucket records name their results relative to a
-    saved block and need nothing.
-    """
-    storage = step.cache_policy.key_storage
-    if isinstance(storage, RemoteFileSystem):
-        return
-    record = Path(storage) / key
-    try:
-        metadata = json.loads(record.read_text())
-        stored = Path(metadata["storage_key"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no record, or not one of ours to mend: Prefect decides
-    results = record.parent.parent / "results"
-    if not stored.is_absolute() or stored.parent == results:
-        return
-    if (results / stored.name).is_file():
-        write_json(record, {**metadata, "storage_key": str(results / stored.name)})
-    else:
-        record.unlink(missing_ok=True)
-
-
-def forget_stale(step: Task, params: dict, output_ok: Callable[[], bool]) -> None:
-    """Relocate the step's cache record (`relocate`), then delete it if its output is missing
-    or fails verification.
+def forget_stale(step: Task, key: str, output_ok: Callable[[], bool]) -> None:
+    """Point the step's local cache record at this data folder (the folder may have moved),
+    then delete it if its output is missing or fails verification.
 
     Under the step's lock, and not at all while another run holds it (that run is making
     the output now): the later run then waits for the lock and gets the result `Cached`,
     where a refresh decided before the lock would have computed the same video twice.
+    Bucket records name their results relative to a saved block and need no pointing.
     """
-    key = _key(step, params)
     locks, holder = step.cache_policy.lock_manager, f"ingest-check-{uuid.uuid4()}"
     if locks.is_locked(key) or not locks.acquire_lock(key, holder, acquire_timeout=0.01):
         return
     try:
-        relocate(step, key)
+        storage = step.cache_policy.key_storage
+        if not isinstance(storage, RemoteFileSystem):
+            point_record_at(Path(storage) / key, Path(storage).parent / "results")
         if not output_ok():
             fs, path = _record(step, key)
             if fs.exists(path):

@@ -18,13 +18,8 @@ from pytubefix.innertube import InnerTube
 from yt_dlp.utils import ExtractorError
 
 from synthwave.settings import DownloadSettings
-from tasks.download import (
-    DownloadError,
-    PermanentDownloadError,
-    TransientDownloadError,
-    Video,
-    download,
-)
+from tasks.download import Video, download
+from tasks.download_errors import DownloadError, PermanentDownloadError, TransientDownloadError
 from tasks.sources import parse_source
 from tests.loopback import VideoServer, loopback_only, sample_videos, video_server  # noqa: F401  (fixtures)
 

@@ -20,7 +20,7 @@ import yt_dlp.extractor.youtube
 from yt_dlp.utils import ExtractorError
 
 from synthwave.settings import DownloadSettings
-from tasks.download import PermanentDownloadError, TransientDownloadError
+from tasks.download_errors import PermanentDownloadError, TransientDownloadError
 from tasks.playlists import expand_playlist, playlist_id
 from tasks.sources import InvalidSourceError, youtube_id
 from tests.loopback import VideoServer

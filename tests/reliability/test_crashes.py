@@ -97,7 +97,7 @@ def test_kill_9_during_a_download_then_the_rerun_completes(prefect_server, video
     downloads = downloads_dir(config.data_dir)
 
     def stalled() -> bool:  # the server sent half and stalls; the child has its staging file open
-        return video_server.count("/stall.mkv") >= 1 and any(downloads.glob(f".{source.key}.*/video*"))
+        return video_server.count("/stall.mkv") >= 1 and any(downloads.glob(f".{source.key}.tmp-*/video*"))
 
     process = start_ingest(config, url)
     wait_for(stalled, process, "the download stalling mid-body")

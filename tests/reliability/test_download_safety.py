@@ -20,7 +20,8 @@ from pytubefix.innertube import InnerTube
 
 import tasks.download
 from synthwave.settings import DownloadSettings
-from tasks.download import PermanentDownloadError, TransientDownloadError, check_destination, download, is_complete
+from tasks.download import check_destination, download, is_complete
+from tasks.download_errors import PermanentDownloadError, TransientDownloadError
 from tasks.sources import parse_source
 from tests.loopback import loopback_only, sample_videos, video_server  # noqa: F401  (fixtures)
 from tests.test_download import FakePytubeYouTube, FakeYtDlpYouTube
