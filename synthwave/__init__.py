@@ -1,10 +1,10 @@
-"""ai-synthwave: videos -> sharded TFRecords -> DCGAN, orchestrated by Prefect.
+"""ai-synthwave's ground layer: settings, errors, atomic writes, digests, the frame record.
 
-Imported before Prefect by flows/ and tasks/: a local server or client sends no telemetry
-(Prefect's default does) unless the user's environment turns it back on, and the ephemeral
-server Prefect starts for a flow run without PREFECT_API_URL gets 3 minutes, not 20 s, to
-come up: its first start migrates a new SQLite database, which a loaded 2-core machine
-measured taking longer than 20 s.
+It imports nothing of the project; gan/ and tasks/ build on it, flows/ on those, cli/ on top.
+Imported before Prefect by flows/, tasks/ and cli/: a local server or client sends no
+telemetry (Prefect's default does) unless the user's environment turns it back on, and the
+temporary server Prefect starts without PREFECT_API_URL gets 3 minutes, not 20 s, to come
+up: its first start migrates a new SQLite database, slower than 20 s on a loaded 2-core machine.
 """
 
 import os

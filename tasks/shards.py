@@ -94,9 +94,8 @@ def _encoded(
 ) -> Iterator[tuple[Frame, bytes]]:
     """(frame, its record) in source order, encoded on `pool` with a bounded backlog.
 
-    A deep backlog lets the encoders ride out stalls of the decoding thread (measured:
-    +20-30% frames/s at every=1 going from 4 to 64 frames); its bytes are capped, so
-    memory stays flat for large frames too.
+    A deep backlog lets the encoders ride out stalls of the decoding thread (docs/sizing.md);
+    its bytes are capped, so memory stays flat for large frames too.
     """
     pending: deque[tuple[Frame, Future[bytes]]] = deque()
     try:
