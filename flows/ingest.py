@@ -171,8 +171,11 @@ def summary(dataset: Path) -> tuple[str, bool]:
     sizes: then the line names each size's videos by title and the setting that makes one size."""
     from gan.index import ONE_SIZE, mixed_sizes  # no TensorFlow: gan/index.py reads JSON only
 
-    index = json.loads(Path(dataset).read_text())
-    line = f"{dataset}: {len(index['videos'])} videos, {index['frames']} frames"
+    try:
+        index = json.loads(Path(dataset).read_text())
+        line = f"{dataset}: {len(index['videos'])} videos, {index['frames']} frames"
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # another dataset.json, kept as it was
+        return f"{dataset} (unreadable: {exc})", False
     if mixed := mixed_sizes(index["videos"]):
         return f"{line} of mixed sizes, which training refuses ({mixed}): {ONE_SIZE}", True
     return (f"{line} of {index['shape'][0]}x{index['shape'][1]}" if index["shape"] else line), False

@@ -18,6 +18,8 @@ from cli.main import main
 from flows.ingest import ingest, summary
 from gan.index import DatasetError, load_index
 from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings
+from tasks.sources import parse_source, short_name
+from tasks.steps import _download_run_name, run_label
 
 BOTH_SPELLINGS = "--size HxW on the command line, settings -> frames -> size in the UI"
 
@@ -116,3 +118,12 @@ def test_mixed_sizes_are_said_at_once_by_title_with_the_setting_to_change(
     assert f"warning: dataset: {line}" in capsys.readouterr().out.splitlines()
     with pytest.raises(DatasetError, match=re.escape(f"mixes image sizes ({sizes}): re-ingest with one size for all: {BOTH_SPELLINGS}")):
         load_index(data)
+
+
+def test_run_names_read_like_the_video():
+    assert run_label("Big Buck Bunny (2008)", "file-d52ba94aedf8a923") == "big-buck-bunny-2008-d52ba9"
+    assert run_label("Café del Mar — Live!", "url-0123456789abcdef") == "cafe-del-mar-live-012345"
+    assert run_label("東京", "file-d52ba94aedf8a923") == "file-d52ba94aedf8a923"  # no Latin letter: the key
+    assert short_name(parse_source("https://example.org/clips/Sun%20Set.mp4?x=1")) == "Sun Set"
+    youtube = parse_source("https://youtu.be/dQw4w9WgXcQ")
+    assert _download_run_name({"source": youtube}) == "download-yt-dQw4w9WgXcQ"  # the id, case kept
