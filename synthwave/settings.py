@@ -188,12 +188,15 @@ class FrameSettings(Strict):
     end_s: float | None = Field(None, gt=0, description="Stop at this time")
     max_frames: int | None = Field(None, gt=0, description="Keep at most this many frames per video")
     downsample: float = Field(
-        2.0, ge=1, description="With size none: divide each video's height and width by this (sizes then differ by video)"
+        2.0,
+        ge=1,
+        description="When size is none (as when downsample is given without size): divide each video's height and "
+        "width by this, so videos of different sizes give frames of different sizes",
     )
     size: Annotated[ImageSize | None, BeforeValidator(_parse_none)] = Field(
         (180, 320),
-        description="Every frame's HxW, centre-cropped to its aspect first, whatever each video's size; "
-        "none: each video's own size divided by downsample",
+        description="Every frame's HxW (the article's: 360p halved), centre-cropped to its aspect first, whatever "
+        "each video's size; none: each video's own size divided by downsample",
     )
     crop_aspect: Aspect | None = Field(
         None, description="Centre-crop to this W:H aspect before resizing; none: to size's aspect (no crop without size)"
