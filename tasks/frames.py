@@ -124,7 +124,8 @@ def output_size(height: int, width: int, settings: FrameSettings) -> tuple[int, 
     """(height, width) of a kept frame: after the crop (by default to `size`'s aspect), then `size` or `downsample`."""
     _, _, crop_h, crop_w = _crop_box(height, width, settings.aspect)
     if crop_h < 1 or crop_w < 1:
-        raise ValueError(f"a crop to W:H {settings.aspect:g} (crop_aspect, else size's) leaves nothing of a {height}x{width} frame")
+        crop = f"a crop to W:H {settings.aspect:g} (crop_aspect, else size's)"
+        raise ValueError(f"{crop} leaves nothing of a {height}x{width} frame")
     if settings.size is not None:
         return settings.size
     out = (round(crop_h / settings.downsample), round(crop_w / settings.downsample))

@@ -73,7 +73,8 @@ def test_awkward_but_valid_videos_ingest(tmp_path, case, frames, every, kept, sh
     video = make_video(tmp_path / f"{case}.avi", frames)
     assert probe(video).height == frames[0].shape[0] and probe(video).width == frames[0].shape[1]
     # Each video's own size halved (size none), then the default size: one crop and resize for all.
-    halved = write_video_shards(video, "k", FrameSettings(every=every, downsample=2, drop_blank=False), 1.0, tmp_path / "out")
+    own = FrameSettings(every=every, downsample=2, drop_blank=False)
+    halved = write_video_shards(video, "k", own, 1.0, tmp_path / "out")
     assert halved["frames"] == kept
     assert (halved["height"], halved["width"], halved["channels"]) == (*shape, 3)
     sized = write_video_shards(video, "k", FrameSettings(every=every, drop_blank=False), 1.0, tmp_path / "sized")
