@@ -93,7 +93,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="synthwave-scale-"))
     try:
         sources, source_frames = make_copies(work, args.copies)
-        frames = FrameSettings(every=args.every, image_format=args.format)  # default 2x downsample: 180x320
+        frames = FrameSettings(every=args.every, image_format=args.format)  # the default size: 180x320
         ingest([str(VIDEOS / "milk.mkv")], IngestSettings(data_dir=work / "warm-up", frames=frames))
         print(f"{len(sources)} videos, {source_frames} source frames, every={args.every}, {args.format}, "
               f"{os.cpu_count()} CPUs, {load()}")

@@ -137,7 +137,7 @@ def ingest_progress(stream: TextIO, min_seconds: float = 3.0, every_s: float = 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows.ingest import IngestFailed, ingest
+    from flows.ingest import IngestFailed, ingest, summary
 
     settings, sources = ingest_settings(args), _read_sources(args)
     tie_temporary_server()
@@ -147,7 +147,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except IngestFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"dataset: {dataset}")
+    line, mixed = summary(Path(dataset))
+    print(f"{'warning: dataset' if mixed else 'dataset'}: {line}")
     return 0
 
 

@@ -141,6 +141,7 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
                 outcome.title = downloaded.result().title
             if extracted.is_completed():
                 outcome.manifest = settings.data_dir / extracted.result()  # relative to data_dir
+                logger.info(_video_line(outcome))
             else:  # the download's error when it failed, else the extraction's
                 outcome.error = _error(extracted if downloaded.is_completed() else downloaded)
                 logger.error("%s failed: %s", text, outcome.error)
@@ -159,13 +160,37 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
         ) from None
     if settings.storage is not None:  # after every manifest it names (published by their tasks)
         publish_file(settings.storage, settings.data_dir, dataset)
-    _report(list(outcomes.values()))
+    line, mixed = summary(dataset)
+    _report(list(outcomes.values()), line if mixed else "")
+    (logger.warning if mixed else logger.info)("dataset: %s", line)  # said before any failure is raised
     failed = [o for o in outcomes.values() if o.error]
     if failed:
         lines = "; ".join(f"{o.source}: {o.error}" for o in failed)
         raise IngestFailed(f"{len(failed)} of {len(outcomes)} sources failed: {lines}")
-    logger.info("dataset: %s", dataset)
     return str(dataset)
+
+
+def summary(dataset: Path) -> tuple[str, bool]:
+    """dataset.json in one line (videos, frames, their size), and whether its videos mix frame
+    sizes: then the line names each size's videos by title and the setting that makes one size."""
+    from gan.index import ONE_SIZE, mixed_sizes  # no TensorFlow: gan/index.py reads JSON only
+
+    try:
+        index = json.loads(Path(dataset).read_text())
+        line = f"{dataset}: {len(index['videos'])} videos, {index['frames']} frames"
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # another dataset.json, kept as it was
+        return f"{dataset} (unreadable: {exc})", False
+    if mixed := mixed_sizes(index["videos"]):
+        return f"{line} of mixed sizes, which training refuses ({mixed}): {ONE_SIZE}", True
+    return (f"{line} of {index['shape'][0]}x{index['shape'][1]}" if index["shape"] else line), False
+
+
+def _video_line(outcome: Outcome) -> str:
+    """The video's title, its frames kept and dropped, and their size."""
+    manifest = load_manifest(outcome.manifest)
+    dropped = f"{manifest.get('dropped_duplicate', 0)} near-duplicates, {manifest.get('dropped_blank', 0)} blank"
+    return (f"{outcome.title or outcome.source}: kept {manifest['frames']} of {manifest.get('sampled', '?')} sampled "
+            f"frames ({dropped} dropped), {manifest['height']}x{manifest['width']}")
 
 
 def _check_writable(data_dir: Path) -> None:
@@ -311,7 +336,8 @@ def _earlier_videos(path: Path, settings: IngestSettings) -> dict[str, dict] | N
     return videos if same else None
 
 
-def _report(outcomes: list[Outcome]) -> None:
+def _report(outcomes: list[Outcome], warning: str = "") -> None:
+    """The sources' table; `warning` (mixed sizes) heads its description, where the UI shows it."""
     rows = []
     for outcome in outcomes:
         manifest = load_manifest(outcome.manifest) if outcome.manifest else {}
@@ -321,10 +347,12 @@ def _report(outcomes: list[Outcome]) -> None:
                 "key": outcome.key,
                 "title": outcome.title,
                 "frames": manifest.get("frames", 0),
+                "size": f"{manifest['height']}x{manifest['width']}" if manifest else "",
                 **{key: manifest.get(key, 0) for key in CURATION_COUNTS},
                 "shards": len(manifest.get("shards", [])),
                 "status": "failed" if outcome.error else "ok",
                 "error": outcome.error,
             }
         )
-    create_table_artifact(rows, key="ingest-sources", description="Sources of the last ingest run")
+    description = f"**{warning}**\n\nSources of the last ingest run" if warning else "Sources of the last ingest run"
+    create_table_artifact(rows, key="ingest-sources", description=description)

@@ -85,10 +85,24 @@ def load_index(data_dir: Path) -> DatasetIndex:
     if missing:
         raise DatasetError(f"{path} lists {len(missing)} missing shard(s), e.g. {missing[0]}: rerun ingest")
     if len(shapes) > 1:
-        sizes = ", ".join(f"{v['key']}: {v['shape'][0]}x{v['shape'][1]}" for v in videos)
-        raise DatasetError(f"{path} mixes image sizes ({sizes}): re-ingest with --size HxW")
+        raise DatasetError(f"{path} mixes image sizes ({mixed_sizes(videos)}): {ONE_SIZE}")
     holdout = _holdout(path, index.get("holdout"), index.get("excluded", {}))
     return DatasetIndex(shards=shards, shape=shapes.pop(), frames=frames, holdout=holdout, manifests=manifests)
+
+
+# What to change, as typed on the command line and as found in the UI's run form.
+ONE_SIZE = "re-ingest with one size for all: --size HxW on the command line, settings -> frames -> size in the UI"
+
+
+def mixed_sizes(videos: list[dict]) -> str:
+    """dataset.json's videos by frame size, each by title ("180x320: a; 240x320: b, c"); "" when one size."""
+    titles: dict[str, list[str]] = {}
+    for video in videos:
+        height, width = video["shape"][:2]
+        titles.setdefault(f"{height}x{width}", []).append(video.get("title") or video["key"])
+    if len(titles) < 2:
+        return ""
+    return "; ".join(f"{size}: {', '.join(names)}" for size, names in titles.items())
 
 
 def _inside(data_dir: Path, index: Path, relative: str) -> str:

@@ -96,8 +96,12 @@ class Strict(BaseModel):
 
     def digest(self) -> str:
         """Stable short hash of the values: part of cache keys and output paths."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return _digest(self.model_dump(mode="json"))
+
+
+def _digest(values: dict) -> str:
+    blob = json.dumps(values, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 class DownloadSettings(Strict):
@@ -183,9 +187,20 @@ class FrameSettings(Strict):
     start_s: float = Field(0.0, ge=0, description="Skip the video before this time")
     end_s: float | None = Field(None, gt=0, description="Stop at this time")
     max_frames: int | None = Field(None, gt=0, description="Keep at most this many frames per video")
-    downsample: float = Field(2.0, ge=1, description="Divide height and width by this factor")
-    size: ImageSize | None = Field(None, description="Resize to exactly HxW instead of downsampling")
-    crop_aspect: Aspect | None = Field(None, description="Centre-crop to this W:H aspect first")
+    downsample: float = Field(
+        2.0,
+        ge=1,
+        description="When size is none (as when downsample is given without size): divide each video's height and "
+        "width by this, so videos of different sizes give frames of different sizes",
+    )
+    size: Annotated[ImageSize | None, BeforeValidator(_parse_none)] = Field(
+        (180, 320),
+        description="Every frame's HxW (the article's: 360p halved), centre-cropped to its aspect first, whatever "
+        "each video's size; none: each video's own size divided by downsample",
+    )
+    crop_aspect: Aspect | None = Field(
+        None, description="Centre-crop to this W:H aspect before resizing; none: to size's aspect (no crop without size)"
+    )
     image_format: Literal["png", "jpeg"] = Field("png", description="png: lossless; jpeg: ~4x smaller shards")
     jpeg_quality: int = Field(95, ge=1, le=100, description="Quality of jpeg frames (1-100)")
     # Curation (tasks/curate.py, docs/curation.md): on by default; off gives the article's raw sampling.
@@ -197,6 +212,14 @@ class FrameSettings(Strict):
     blank_std: float = Field(
         5.0, ge=0, description="Blank: every channel of the 32x32 thumbnail has a standard deviation below this (0-255)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _downsample_without_size(cls, data: Any) -> Any:
+        # A downsample given alone means what it says: the default size would override it.
+        if isinstance(data, dict) and "downsample" in data and "size" not in data:
+            return {**data, "size": None}
+        return data
 
     @model_validator(mode="after")
     def _one_stride(self) -> FrameSettings:
@@ -210,6 +233,17 @@ class FrameSettings(Strict):
     def stride_frames(self) -> int | None:
         """Frame stride, or None when the stride is in seconds."""
         return None if self.every_seconds is not None else self.every
+
+    @property
+    def aspect(self) -> float | None:
+        """The W:H frames are centre-cropped to: crop_aspect, else size's, so a size never stretches."""
+        if self.crop_aspect is not None or self.size is None:
+            return self.crop_aspect
+        return self.size[1] / self.size[0]
+
+    def digest(self) -> str:
+        # The crop as applied: frames of a size once stretched to it must not pass for cropped ones.
+        return _digest({**self.model_dump(mode="json"), "crop_aspect": self.aspect})
 
 
 class IngestSettings(Strict):

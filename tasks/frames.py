@@ -121,10 +121,11 @@ def _crop_box(height: int, width: int, aspect: float | None) -> tuple[int, int, 
 
 
 def output_size(height: int, width: int, settings: FrameSettings) -> tuple[int, int]:
-    """(height, width) of a kept frame: after the crop, then `size` or `downsample`."""
-    _, _, crop_h, crop_w = _crop_box(height, width, settings.crop_aspect)
+    """(height, width) of a kept frame: after the crop (by default to `size`'s aspect), then `size` or `downsample`."""
+    _, _, crop_h, crop_w = _crop_box(height, width, settings.aspect)
     if crop_h < 1 or crop_w < 1:
-        raise ValueError(f"crop_aspect={settings.crop_aspect} leaves nothing of a {height}x{width} frame")
+        crop = f"a crop to W:H {settings.aspect:g} (crop_aspect, else size's)"
+        raise ValueError(f"{crop} leaves nothing of a {height}x{width} frame")
     if settings.size is not None:
         return settings.size
     out = (round(crop_h / settings.downsample), round(crop_w / settings.downsample))
@@ -205,7 +206,7 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Frame]:
         path, capture, info, settings, segment = self.path, self.capture, self.info, self.settings, self.segment
-        box = _crop_box(info.height, info.width, settings.crop_aspect)
+        box = _crop_box(info.height, info.width, settings.aspect)
         out = output_size(info.height, info.width, settings)
         half_period = 0.5 / info.fps if info.fps > 0 else 0.0
         if segment.start > 0:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
-from urllib.parse import SplitResult, parse_qs, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit, urlunsplit
 
 from synthwave.digest import file_sha256
 from synthwave.errors import UserError
@@ -160,3 +160,13 @@ def parse_source(text: str) -> Source:
     if not Path(raw).exists() and (video_id := youtube_id(f"https://{raw}")):
         return _youtube(video_id)  # "youtu.be/<id>" typed without the scheme
     return _parse_file(raw)
+
+
+def short_name(source: Source) -> str:
+    """A source's name before its title is known: the file's or the URL path's stem, or the YouTube id."""
+    if source.kind == "file":
+        return Path(source.location).stem
+    if source.kind == "http":
+        parts = urlsplit(source.location)
+        return PurePosixPath(unquote(parts.path)).stem or parts.hostname or source.key
+    return source.key.removeprefix("yt-")

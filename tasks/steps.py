@@ -15,6 +15,8 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +37,7 @@ from tasks.download_errors import TransientDownloadError
 from tasks.playlists import expand_playlist
 from tasks.prefect_internals import point_record_at
 from tasks.shards import MANIFEST, verify_manifest, write_video_shards
-from tasks.sources import Source
+from tasks.sources import Source, short_name
 
 
 def downloads_dir(data_dir: Path) -> Path:
@@ -67,13 +69,32 @@ def _shards_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
     return shards_key(params["video"].key, params["settings"], params["shard_mb"])
 
 
+def run_label(name: str, key: str) -> str:
+    """`name` slugged, with the key's first digits so that two videos of one title stay apart."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:40].strip("-")
+    return f"{slug}-{key.partition('-')[2][:6]}" if slug else key
+
+
+def _download_run_name(parameters: dict[str, Any]) -> str:
+    source: Source = parameters["source"]
+    if source.kind == "youtube":  # the id is the key: slugging would lower-case it
+        return f"download-{source.key}"
+    return f"download-{run_label(short_name(source), source.key)}"
+
+
+def _shards_run_name(parameters: dict[str, Any]) -> str:
+    video: Video = parameters["video"]
+    return f"shards-{run_label(video.title, video.key)}"
+
+
 def _is_transient(task_: Task, task_run: Any, state: Any) -> bool:
     return isinstance(state.result(raise_on_failure=False), TransientDownloadError)
 
 
 @task(
     name=DOWNLOAD,
-    task_run_name="download-{source.key}",
+    task_run_name=_download_run_name,
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_download_key),
     retry_condition_fn=_is_transient,
 )
@@ -89,7 +110,7 @@ def playlist_task(url: str, settings: DownloadSettings) -> list[str]:
 
 @task(
     name=SHARDS,
-    task_run_name="shards-{video.key}",
+    task_run_name=_shards_run_name,
     cache_policy=CacheKeyFnPolicy(cache_key_fn=_shards_key),
 )
 def shards_task(

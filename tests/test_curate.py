@@ -21,7 +21,7 @@ from tasks.shards import write_video_shards
 
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
 FPS = 10
-SIZE = (180, 320)  # (height, width) of the videos made here; ingest halves it
+SIZE = (180, 320)  # (height, width) of the videos made here: the default frame size, kept as is
 CURATED = FrameSettings(every=1)
 RAW = FrameSettings(every=1, dedupe=False, drop_blank=False)
 
@@ -188,7 +188,8 @@ def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefe
             writer.write(image)
     writer.release()
     data = tmp_path / "data"
-    ingest([str(first), str(tmp_path / "again.mp4")], IngestSettings(data_dir=data, frames=CURATED))
+    halved = FrameSettings(every=1, downsample=2)  # each still's own size halved: compared below with [::2, ::2]
+    ingest([str(first), str(tmp_path / "again.mp4")], IngestSettings(data_dir=data, frames=halved))
     dataset = json.loads((data / "dataset.json").read_text())
     first_key, again_key = (video["key"] for video in dataset["videos"])
     assert [(v["frames"], v["repeated"]) for v in dataset["videos"]] == [(3, 0), (1, 3)]

@@ -16,6 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.states import AwaitingRetry
 
+from tasks.steps import run_label
 from tests.loopback import SAMPLE_VIDEOS
 
 if not (SAMPLE_VIDEOS / "bottle-detection.mp4").is_file():  # before the session's stack starts for nothing
@@ -95,10 +96,11 @@ def test_deploy_run_fail_retry_and_train(stack_api, video_server, sample_videos,
     keys = {video["source"]: video["key"] for video in dataset["videos"]}
     assert set(keys) == {bottle, milk, book} and not dataset["failed"], dataset
     second = task_states(run.id, attempt=2)
+    names = {source: run_label(source.rsplit("/", 1)[1].split(".")[0], keys[source]) for source in keys}  # bottle-...
     assert second == {
-        **{f"{step}-{keys[source]}": "Cached" for step in ("download", "shards") for source in (bottle, milk)},
-        f"download-{keys[book]}": "Completed",
-        f"shards-{keys[book]}": "Completed",
+        **{f"{step}-{names[source]}": "Cached" for step in ("download", "shards") for source in (bottle, milk)},
+        f"download-{names[book]}": "Completed",
+        f"shards-{names[book]}": "Completed",
     }, second
 
     # 4. Train a few steps through the train deployment (gpu-pool's worker); its artifacts.

@@ -89,6 +89,32 @@ def test_size_and_centre_crop():
     np.testing.assert_array_equal(frame.image, source_frames(path, {0})[0][60:420])
 
 
+def test_the_default_size_centre_crops_a_4_3_video_to_16_9_instead_of_stretching_it():
+    path = clip("milk.mkv")  # 480x640
+    frame = next(iter_frames(path, FrameSettings(every=1)))
+    middle = source_frames(path, {0})[0][60:420]  # its 16:9 middle, 360x640
+    np.testing.assert_array_equal(frame.image, cv2.resize(middle, (320, 180), interpolation=cv2.INTER_AREA))
+
+
+def test_size_is_the_default_a_downsample_alone_or_size_none_keeps_each_videos_own_size():
+    assert (FrameSettings().size, FrameSettings().aspect) == ((180, 320), 320 / 180)
+    assert output_size(480, 640, FrameSettings(size="none")) == (240, 320)  # downsample 2
+    assert output_size(480, 640, FrameSettings(downsample=4)) == (120, 160)
+    assert output_size(480, 640, FrameSettings(downsample=4, size="90x160")) == (90, 160)
+    # A dumped default (both keys present) reads back as the default: size wins.
+    assert FrameSettings.model_validate(FrameSettings().model_dump(mode="json")) == FrameSettings()
+
+
+def test_the_digest_changes_with_the_crop_a_size_implies():
+    """The key names what the frames look like: an explicit 16:9 crop is the default's, a
+    size with another aspect or none at all is not."""
+    default = FrameSettings().digest()
+    assert FrameSettings(crop_aspect="16:9").digest() == default
+    assert FrameSettings(crop_aspect="4:3").digest() != default
+    assert FrameSettings(size=None).digest() != default
+    assert FrameSettings(size="180x240").digest() != default
+
+
 def test_output_size():
     assert output_size(360, 640, FrameSettings()) == (180, 320)
     assert output_size(480, 640, FrameSettings(crop_aspect="16:9")) == (180, 320)

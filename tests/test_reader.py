@@ -15,7 +15,7 @@ from tasks.shards import write_video_shards
 
 VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
 # Raw sampling: milk.mkv is one image to curation (tasks/curate.py).
-PNG = FrameSettings(every=5, dedupe=False)
+PNG = FrameSettings(every=5, dedupe=False)  # the default size: 180x320 from milk.mkv's 16:9 middle
 JPEG = FrameSettings(every=5, image_format="jpeg", dedupe=False)
 
 
@@ -52,7 +52,7 @@ def test_png_round_trip_is_exact_and_rgb(milk_png):
     dataset = image_dataset(milk_png, 4, shuffle_buffer=0, repeat=False, drop_remainder=False)
     got = as_uint8(dataset)
     expected = source_rgb(PNG)
-    assert got.shape == expected.shape == (11, 240, 320, 3)
+    assert got.shape == expected.shape == (11, 180, 320, 3)
     # Shards are interleaved, so compare as multisets of images.
     assert sorted(image.tobytes() for image in got) == sorted(image.tobytes() for image in expected)
 
@@ -66,9 +66,9 @@ def test_jpeg_round_trip_within_tolerance(tmp_path):
 
 
 def test_batches_have_a_static_shape_and_repeat(milk_png):
-    assert dataset_shape(milk_png) == (240, 320, 3)
+    assert dataset_shape(milk_png) == (180, 320, 3)
     dataset = image_dataset(milk_png, 4, seed=1)
-    assert dataset.element_spec.shape == (4, 240, 320, 3)
+    assert dataset.element_spec.shape == (4, 180, 320, 3)
     assert len(list(dataset.take(6))) == 6  # 24 images from 11: it repeats
 
 
@@ -83,13 +83,13 @@ def test_a_seed_makes_the_order_reproducible(milk_png):
 def test_parse_record_reads_every_feature(milk_png):
     features = parse_record(next(iter(tf.data.TFRecordDataset(milk_png[0]))))
     assert features["video_key"].numpy() == b"milk"
-    assert (int(features["height"]), int(features["width"]), int(features["channels"])) == (240, 320, 3)
+    assert (int(features["height"]), int(features["width"]), int(features["channels"])) == (180, 320, 3)
     assert int(features["frame_index"]) == 0 and float(features["timestamp_s"]) == 0.0
 
 
 def test_mixed_sizes_missing_and_empty_are_refused(milk_png, tmp_path):
     small = shard_paths(tmp_path, write_video_shards(clip("milk.mkv"), "milk", FrameSettings(downsample=4), 1, tmp_path))
-    with pytest.raises(ValueError, match="240x320.*120x160"):
+    with pytest.raises(ValueError, match="180x320.*120x160"):
         dataset_shape(milk_png + small)
     with pytest.raises(ValueError, match="different image sizes"):
         image_dataset(milk_png + small, 4)

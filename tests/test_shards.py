@@ -53,7 +53,7 @@ def test_shards_roll_over_with_deterministic_names_and_a_true_manifest(tmp_path)
         "video_key": "milk",
         "source": "file://milk.mkv",
         "settings": EVERY_FRAME.model_dump(mode="json"),
-        "height": 240,
+        "height": 180,  # the default size: its 16:9 middle, resized
         "width": 320,
         "channels": 3,
         "format": "png",

@@ -72,9 +72,13 @@ def test_unreadable_videos_fail_naming_the_file_and_write_nothing(tmp_path):
 def test_awkward_but_valid_videos_ingest(tmp_path, case, frames, every, kept, shape):
     video = make_video(tmp_path / f"{case}.avi", frames)
     assert probe(video).height == frames[0].shape[0] and probe(video).width == frames[0].shape[1]
-    manifest = write_video_shards(video, "k", FrameSettings(every=every, drop_blank=False), 1.0, tmp_path / "out")
-    assert manifest["frames"] == kept
-    assert (manifest["height"], manifest["width"], manifest["channels"]) == (*shape, 3)
+    # Each video's own size halved (size none), then the default size: one crop and resize for all.
+    own = FrameSettings(every=every, downsample=2, drop_blank=False)
+    halved = write_video_shards(video, "k", own, 1.0, tmp_path / "out")
+    assert halved["frames"] == kept
+    assert (halved["height"], halved["width"], halved["channels"]) == (*shape, 3)
+    sized = write_video_shards(video, "k", FrameSettings(every=every, drop_blank=False), 1.0, tmp_path / "sized")
+    assert (sized["height"], sized["width"], sized["channels"]) == (180, 320, 3)
 
 
 def test_a_16_bit_grayscale_video_ingests_as_8_bit_colour(tmp_path):

@@ -25,7 +25,7 @@ from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings
 from tasks import shards as shards_module
 from tasks.download import is_complete
 from tasks.sources import parse_source
-from tasks.steps import downloads_dir, shards_dir
+from tasks.steps import downloads_dir, run_label, shards_dir
 from tests.reliability.helpers import assert_cache_sound, assert_dataset_sound, gradient, make_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,9 +80,11 @@ def kill_9(process: subprocess.Popen) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-def shard_states(key: str) -> list[str]:
+def shard_states(name: str, key: str) -> list[str]:
+    """States of the shards task runs of the video `name` (its file or URL stem) and `key`."""
+    run_name = f"shards-{run_label(name, key)}"
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[f"shards-{key}"])))
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[run_name])))
     return sorted(run.state.name for run in runs)
 
 
@@ -143,7 +145,7 @@ def test_kill_9_during_shard_writing_then_the_rerun_completes(prefect_server, tm
     # The rerun extracted (Completed, not Cached): the killed run's task never finished. Its own
     # "Running" report may or may not have reached the server before the kill (states go out in
     # the background), so it is allowed, not required.
-    assert [state for state in shard_states(key) if state != "Running"] == ["Completed"]
+    assert [state for state in shard_states("long", key) if state != "Running"] == ["Completed"]
 
 
 def test_two_ingest_processes_over_overlapping_sources(prefect_server, video_server, sample_videos, tmp_path):
@@ -162,7 +164,7 @@ def test_two_ingest_processes_over_overlapping_sources(prefect_server, video_ser
 
     assert [o["state"] for o in outcomes] == ["COMPLETED", "COMPLETED"], outcomes
     assert {n: video_server.count(f"/{n}.mkv") for n in "xyz"} == {"x": 1, "y": 1, "z": 1}
-    assert shard_states(parse_source(y).key) == ["Cached", "Completed"]  # extracted once, then read
+    assert shard_states("y", parse_source(y).key) == ["Cached", "Completed"]  # extracted once, then read
     assert_cache_sound(config.data_dir)
     assert_dataset_sound(config.data_dir)  # the last writer's dataset.json is whole
 

@@ -71,17 +71,20 @@ def test_a_rotated_phone_video_ingests_upright(tmp_path):
     )  # fmt: skip
     info = probe(rotated)
     assert (info.height, info.width) == (WIDTH, HEIGHT)  # portrait, as a player shows it
-    manifest = write_video_shards(rotated, "rotated", FrameSettings(every=10, dedupe=False), 1.0, tmp_path / "out")
+    # Each video's own size halved (no crop to the default size), so the whole turned frame is seen.
+    halved = FrameSettings(every=10, downsample=2, dedupe=False)
+    manifest = write_video_shards(rotated, "rotated", halved, 1.0, tmp_path / "out")
     assert (manifest["frames"], manifest["height"], manifest["width"]) == (6, WIDTH // 2, HEIGHT // 2)
-    first = next(iter_frames(rotated, FrameSettings(every=10)))
+    first = next(iter_frames(rotated, halved))
     assert first.image.shape == (WIDTH // 2, HEIGHT // 2, 3)
     assert mark_corner(first.image) == ("bottom", "left")  # top-left turned a quarter anticlockwise
-    assert mark_corner(next(iter_frames(plain, FrameSettings(every=10))).image) == ("top", "left")
+    assert mark_corner(next(iter_frames(plain, halved)).image) == ("top", "left")
 
 
 def test_10_bit_h264_ingests_as_the_same_8_bit_colour(tmp_path):
-    eight = [f.image for f in iter_frames(h264(tmp_path / "8.mp4"), FrameSettings(every=10))]
-    ten = [f.image for f in iter_frames(h264(tmp_path / "10.mp4", "yuv420p10le"), FrameSettings(every=10))]
+    halved = FrameSettings(every=10, downsample=2)
+    eight = [f.image for f in iter_frames(h264(tmp_path / "8.mp4"), halved)]
+    ten = [f.image for f in iter_frames(h264(tmp_path / "10.mp4", "yuv420p10le"), halved)]
     assert len(ten) == len(eight) == 6
     assert all(image.dtype == np.uint8 and image.shape == (HEIGHT // 2, WIDTH // 2, 3) for image in ten)
     # Both are lossy encodings of the same frames: close, not equal.
