@@ -268,7 +268,7 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
             manifests[key] = load_manifest(data_dir / video["manifest"])
     # Frames another video already put in the dataset (a re-upload, another encode): the reader skips them.
     hashes = [(key, manifests[key].get("hashes", [])) for key in videos]  # in the dataset's order
-    excluded = repeats(hashes, settings.frames.dedupe_distance) if settings.frames.dedupe else {}
+    excluded = repeats(hashes, settings.frames) if settings.frames.dedupe else {}
     for key, video in videos.items():
         video["repeated"] = len(excluded.get(key, []))
         video["frames"] = manifests[key]["frames"] - video["repeated"]

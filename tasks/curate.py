@@ -1,17 +1,18 @@
 """Curation of one video's sampled frames: blank frames and near-duplicates are dropped, and counted.
 
 A frame is blank when its 32x32 thumbnail is near-uniform in every channel (black, white, a
-flat colour, the bottom of a fade). A near-duplicate is within `dedupe_distance` bits of a
-frame already kept from the same video, by a 64-bit DCT hash (pHash, as imagehash's phash:
-the 8x8 lowest frequencies of a 32x32 grey thumbnail, each against their median). It
-ignores re-encoding and small shifts, and brightness: scaling the pixels scales every
-coefficient and their median alike, so a fade's frames hash like the frame they fade from.
-A mirror image flips the signs of the odd horizontal frequencies: it is not its original.
+flat colour, the bottom of a fade). A near-duplicate of a frame already kept from the same
+video agrees with it twice: in structure, within `dedupe_distance` bits of a 64-bit DCT
+hash of the grey thumbnail (pHash: its 8x8 lowest frequencies, each against their median),
+and in colour, within `colour_distance` by a colour signature (each of 4x4 cells' chroma,
+R-Y and B-Y, over the frame's mean luma). Both ignore re-encoding, small shifts and
+brightness: a fade scales pixels, coefficients, median, chroma and luma alike, so its frames
+match the frame they fade from. A mirror image flips the odd horizontal frequencies' signs;
+two scenes of one layout in other colours differ in chroma: neither is a duplicate.
 
-Each hash is compared first with the kept hash the previous one was near (one int XOR +
-popcount: most frames of a shot end there), then with every hash kept so far (loops repeat
-minutes apart) in one numpy XOR + popcount over the packed hashes: about 1 ns a kept frame
-(docs/curation.md).
+Each frame is compared first with the kept frame the previous one matched, then with every
+kept frame (loops repeat minutes apart): one numpy XOR + popcount over the packed hashes,
+the colour checked only where the hash is near (docs/curation.md).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from tasks.frames import Frame
 
 THUMB = 32  # side of the thumbnail both checks look at
 _LOW = 8  # 8x8 lowest DCT frequencies: 64 bits
+CELLS = 4  # the colour signature's grid: 4x4 cells
+_CHROMA_UNIT = 64  # a signature's unit is 1/64 of the frame's mean luma: int8 holds up to twice the mean
+SIGNATURE_BYTES = 2 * CELLS * CELLS
 
 
 def _dct_rows() -> np.ndarray:
@@ -36,96 +40,143 @@ def _dct_rows() -> np.ndarray:
     n, k = np.arange(THUMB), np.arange(_LOW)[:, None]
     rows = np.cos(np.pi * (2 * n + 1) * k / (2 * THUMB)) * np.sqrt(2 / THUMB)
     rows[0] /= np.sqrt(2)
-    return rows.astype(np.float32)
+    return rows
 
 
-# cv2.dct(grey)[:8, :8] is _DCT @ grey @ _DCT.T: only the 64 coefficients the hash keeps are computed.
-_DCT = _dct_rows()
-_DCT_T = np.ascontiguousarray(_DCT.T)
+def _products() -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) such that left @ thumb.reshape(32, 96) @ right holds, top left, the 8x8 lowest
+    DCT frequencies of the grey thumbnail and, bottom right, each cell's mean R-Y and B-Y.
+
+    Grey conversion, DCT, cell means and chroma are all linear: two matrix products give both
+    fingerprints of a frame."""
+    bgr_to_grey = np.array([0.114, 0.587, 0.299])  # BT.601 luma, as cv2.COLOR_BGR2GRAY
+    bgr_to_chroma = np.array([[-0.114, 0.886], [-0.587, -0.587], [0.701, -0.299]])  # rows B, G, R; R-Y, B-Y
+    cell_rows = np.kron(np.eye(CELLS), np.full((1, THUMB // CELLS), CELLS / THUMB))  # 4x32 means of 8
+    dct = _dct_rows()
+    left = np.zeros((_LOW + CELLS, THUMB))
+    left[:_LOW], left[_LOW:] = dct, cell_rows
+    right = np.zeros((3 * THUMB, _LOW + 2 * CELLS))
+    right[:, :_LOW] = np.kron(dct.T, bgr_to_grey[:, None])
+    right[:, _LOW:] = np.kron(cell_rows.T, bgr_to_chroma)
+    return left.astype(np.float32), right.astype(np.float32)
+
+
+_LEFT, _RIGHT = _products()
+_NO_COLOUR = np.zeros(SIGNATURE_BYTES, np.int8)
 
 
 class CurationError(UserError, ValueError):
     """Every sampled frame of a video was blank, or one repeated image."""
 
 
+Signature = np.ndarray  # int8, SIGNATURE_BYTES: each cell's (R-Y, B-Y) in _CHROMA_UNIT units
+Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
+
+
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    """32x32 BGR average of the frame, so noise and compression artefacts wash out before either check."""
-    # 128x128 samples, then halved twice (bilinear at exactly 2:1 averages each 2x2 block): each
-    # pixel averages 16 samples of its cell. As robust to shifts, noise and fades as INTER_AREA
-    # (benchmarks/dedupe.py) at a third of its cost (36 against 120 us for a 180x320 frame).
-    thumb = cv2.resize(image, (4 * THUMB, 4 * THUMB), interpolation=cv2.INTER_NEAREST)
-    for side in (2 * THUMB, THUMB):
-        thumb = cv2.resize(thumb, (side, side), interpolation=cv2.INTER_LINEAR)
-    return thumb
+    """32x32 BGR average of the frame, so noise and compression artefacts wash out before any check."""
+    # 128x64 nearest samples, then 4x2 blocks averaged: each pixel the mean of 8 samples of its
+    # cell, as robust to shifts, noise and fades as INTER_AREA on the frame (benchmarks/dedupe.py)
+    # at a fraction of its cost, and touching only 64 of the frame's rows.
+    samples = cv2.resize(image, (4 * THUMB, 2 * THUMB), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(samples, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
 def spread(thumb: np.ndarray) -> float:
     """The largest standard deviation of a thumbnail's channels (0-255 scale); blank below blank_std."""
-    return float(cv2.meanStdDev(thumb)[1].max())
+    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]
+
+
+def fingerprint(thumb: np.ndarray) -> Fingerprint:
+    """The DCT hash and the colour signature of a BGR thumbnail."""
+    both = _LEFT @ (thumb.reshape(THUMB, 3 * THUMB).astype(np.float32) @ _RIGHT)
+    low = both[:_LOW, :_LOW].ravel()
+    ordered = np.sort(low)
+    # The margin: float error must not set bits of its own where the DCT is exactly flat
+    # (a flat thumbnail hashes 0x8000000000000000, as cv2.dct gives it).
+    median = (ordered[31] + ordered[32]) / 2 + 0.005
+    value = int.from_bytes(np.packbits(low > median).tobytes(), "big")
+    # Over the mean luma (the DC coefficient / 32), so a fade, scaling every value, leaves it as it was.
+    chroma = both[_LOW:, _LOW:].ravel() * (_CHROMA_UNIT * THUMB / max(float(low[0]), THUMB))
+    np.rint(chroma, out=chroma)
+    np.minimum(np.maximum(chroma, -127, out=chroma), 127, out=chroma)  # np.clip, at a third of its cost
+    return value, chroma.astype(np.int8)
 
 
 def dct_hash(thumb: np.ndarray) -> int:
     """64-bit perceptual hash of a BGR thumbnail."""
-    low = (_DCT @ cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY) @ _DCT_T).ravel()
-    # The products' float error (under 0.002) must not set bits of its own where cv2.dct gives
-    # exact zeros: a flat thumbnail hashes 0x8000000000000000, as it did.
-    low[np.abs(low) < 0.005] = 0
-    ordered = np.sort(low)
-    median = (ordered[31] + ordered[32]) / 2  # np.median, at a fifth of its cost
-    return int.from_bytes(np.packbits(low > median).tobytes(), "big")
+    return fingerprint(thumb)[0]
 
 
 def distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-class HashIndex:
-    """Packed 64-bit hashes; `near` compares one with all of them in one vectorised pass.
+def colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean over the cells of the length of their chroma difference; `a` may be a stack of signatures."""
+    difference = np.subtract(a, b, dtype=np.float32)
+    return np.add.reduce(np.hypot(difference[..., 0::2], difference[..., 1::2]), -1) * (1 / (CELLS * CELLS))
 
-    It first tries the hash it last added or found near, alone: consecutive frames of a shot
-    are near the same kept frame, and one int XOR + popcount is ~50 times cheaper than the pass.
+
+class HashIndex:
+    """Fingerprints kept; `near` finds one that agrees with a new one in hash and colour.
+
+    It first tries the one it last added or found near, alone: consecutive frames of a shot
+    are near the same kept frame, and that is cheaper than the vectorised pass over all.
     """
 
     def __init__(self) -> None:
         self.hashes = np.empty(256, np.uint64)
+        self.colours = np.empty((256, SIGNATURE_BYTES), np.int8)
         self.count = 0
-        self.last = 0  # a hash of the index (once count > 0): the one last added or found near
+        self.last: Fingerprint | None = None  # the one last added or found near
 
-    def add(self, value: int) -> None:
+    def add(self, value: int, colour: Signature) -> None:
         if self.count == len(self.hashes):
             self.hashes = np.concatenate([self.hashes, np.empty_like(self.hashes)])
-        self.hashes[self.count] = value
+            self.colours = np.concatenate([self.colours, np.empty_like(self.colours)])
+        self.hashes[self.count], self.colours[self.count] = value, colour
         self.count += 1
-        self.last = value
+        self.last = value, colour
 
-    def near(self, value: int, max_distance: int) -> bool:
-        if self.count == 0:
+    def near(self, value: int, colour: Signature, max_distance: int, max_colour: float) -> bool:
+        if self.last is None:
             return False
-        if (value ^ self.last).bit_count() <= max_distance:
+        last_value, last_colour = self.last
+        if (value ^ last_value).bit_count() <= max_distance and colour_distance(last_colour, colour) <= max_colour:
             return True
         distances = np.bitwise_count(self.hashes[: self.count] ^ np.uint64(value))
-        closest = distances.argmin()
-        if distances[closest] > max_distance:
+        candidates = np.flatnonzero(distances <= max_distance)
+        if candidates.size == 0:
             return False
-        self.last = int(self.hashes[closest])
+        candidates = candidates[colour_distance(self.colours[candidates], colour) <= max_colour]
+        if candidates.size == 0:
+            return False
+        match = candidates[distances[candidates].argmin()]
+        self.last = int(self.hashes[match]), self.colours[match]
         return True
 
 
-def repeats(videos: list[tuple[str, list[list]]], max_distance: int) -> dict[str, list[int]]:
-    """Frames of each video (key, manifest "hashes") within `max_distance` of a frame an earlier
-    video put in the dataset: {video key: [frame index, ...]}, for videos with any. A key
-    listed again (the same video twice) is skipped, never compared with itself."""
+def to_json(index: int, value: int, colour: Signature) -> list:
+    """A kept frame as a manifest's "hashes" lists it: [frame index, hash hex, signature hex]."""
+    return [index, f"{value:016x}", colour.tobytes().hex()]
+
+
+def repeats(videos: list[tuple[str, list[list]]], settings: FrameSettings) -> dict[str, list[int]]:
+    """Frames of each video (key, manifest "hashes") near a frame an earlier video put in the
+    dataset: {video key: [frame index, ...]}, for videos with any. A key listed again (the
+    same video twice) is skipped, never compared with itself."""
     seen, done, found = HashIndex(), set(), {}
     for key, frames in videos:
         if key in done:
             continue
         done.add(key)
-        values = [int(value, 16) for _, value in frames]
-        repeated = [seen.near(value, max_distance) for value in values]
-        found[key] = [index for (index, _), same in zip(frames, repeated, strict=True) if same]
-        for value, same in zip(values, repeated, strict=True):
+        prints = [(int(value, 16), np.frombuffer(bytes.fromhex(colour), np.int8)) for _, value, colour in frames]
+        repeated = [seen.near(*fp, settings.dedupe_distance, settings.colour_distance) for fp in prints]
+        found[key] = [index for (index, *_), same in zip(frames, repeated, strict=True) if same]
+        for fp, same in zip(prints, repeated, strict=True):
             if not same:
-                seen.add(value)
+                seen.add(*fp)
     return {key: indices for key, indices in found.items() if indices}
 
 
@@ -141,7 +192,7 @@ class Curator:
     def __init__(self, settings: FrameSettings) -> None:
         self.settings = settings
         self.kept = HashIndex()
-        self.kept_frames: list[tuple[int, int]] = []  # (frame index, hash), in frame order, with dedupe
+        self.kept_frames: list[tuple[int, int, Signature]] = []  # (frame index, hash, colour), with dedupe
         self.lock = threading.Lock()
         self.sampled = self.blank = self.duplicate = 0
 
@@ -149,8 +200,8 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
-    def fingerprint(self, image: np.ndarray) -> int | None:
-        """The frame's hash (0 without dedupe); None if it is blank and blank frames are dropped."""
+    def fingerprint(self, image: np.ndarray) -> Fingerprint | None:
+        """The frame's fingerprint (empty without dedupe); None if it is blank and blank frames are dropped."""
         thumb = thumbnail(image)
         blank = self.settings.drop_blank and spread(thumb) < self.settings.blank_std
         with self.lock:
@@ -158,17 +209,22 @@ class Curator:
             self.blank += blank
         if blank:
             return None
-        return dct_hash(thumb) if self.settings.dedupe else 0
+        return fingerprint(thumb) if self.settings.dedupe else (0, _NO_COLOUR)
 
-    def admit(self, value: int, index: int) -> bool:
+    def _known(self, fp: Fingerprint) -> bool:
+        """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
+        known = self.settings.dedupe and self.kept.near(*fp, self.settings.dedupe_distance, self.settings.colour_distance)
+        self.duplicate += known
+        return known
+
+    def admit(self, fp: Fingerprint, index: int) -> bool:
         """Keep frame `index` unless it is a near-duplicate of one kept; call in frame order only."""
         with self.lock:
-            if self.settings.dedupe and self.kept.near(value, self.settings.dedupe_distance):
-                self.duplicate += 1
+            if self._known(fp):
                 return False
-            self.kept.add(value)
             if self.settings.dedupe:
-                self.kept_frames.append((index, value))
+                self.kept.add(*fp)
+                self.kept_frames.append((index, *fp))
             return True
 
     def filter(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -177,24 +233,23 @@ class Curator:
             yield from self.count_all(frames)
             return
         for frame in frames:
-            value = self.fingerprint(frame.image)
-            if value is not None and self.admit(value, frame.index):
+            fp = self.fingerprint(frame.image)
+            if fp is not None and self.admit(fp, frame.index):
                 yield frame
 
-    def prefilter(self, frames: Iterable[Frame], pending: dict[int, int]) -> Iterator[Frame]:
-        """A later segment's frames that may be kept; their hashes go to `pending` by frame index."""
+    def prefilter(self, frames: Iterable[Frame], pending: dict[int, Fingerprint]) -> Iterator[Frame]:
+        """A later segment's frames that may be kept; their fingerprints go to `pending` by frame index."""
         if not self.active:
             yield from self.count_all(frames)
             return
         for frame in frames:
-            value = self.fingerprint(frame.image)
-            if value is None:
+            fp = self.fingerprint(frame.image)
+            if fp is None:
                 continue
             with self.lock:
-                known = self.settings.dedupe and self.kept.near(value, self.settings.dedupe_distance)
-                self.duplicate += known
+                known = self._known(fp)
             if not known:
-                pending[frame.index] = value
+                pending[frame.index] = fp
                 yield frame
 
     def count_all(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -202,6 +257,10 @@ class Curator:
             with self.lock:
                 self.sampled += 1
             yield frame
+
+    def manifest_hashes(self) -> list[list]:
+        """Each kept frame's fingerprint, as the manifest lists them (with dedupe; else none)."""
+        return [to_json(*kept) for kept in self.kept_frames]
 
     def counts(self) -> dict[str, int]:
         kept = self.sampled - self.blank - self.duplicate

@@ -158,18 +158,25 @@ def test_segments_curate_a_real_video_as_one_pass(tmp_path, monkeypatch):
 def test_the_index_finds_a_near_hash_among_many():
     index, rng = HashIndex(), np.random.default_rng(0)
     values = [int(value) for value in rng.integers(0, 2**63, 1000, dtype=np.int64)]
-    for value in values:
-        index.add(value)
+    colours = rng.integers(-20, 20, (1000, 32), dtype=np.int8)
+    for value, colour in zip(values, colours, strict=True):
+        index.add(value, colour)
     assert index.count == 1000
-    assert index.near(values[700] ^ 0b1111111111, 10)  # 10 bits off
-    assert not index.near(values[700] ^ 0b11111111111, 10)  # 11 bits off, and random hashes are ~32 apart
+    assert index.near(values[700] ^ 0b1111111111, colours[700], 10, 4.0)  # 10 bits off
+    assert not index.near(values[700] ^ 0b11111111111, colours[700], 10, 4.0)  # 11 bits off; random ones are ~32
+    shifted = colours[700] + np.int8(3)  # every cell's chroma 3 * sqrt(2) = 4.2 off
+    assert not index.near(values[700], shifted, 10, 4.0)
+    assert index.near(values[700], shifted, 10, 4.3)
 
 
 def test_repeats_compares_each_video_with_those_before_it_never_with_itself():
-    a = [[0, "00000000000000ff"], [5, "ffffffff00000000"]]
-    b = [[0, "00000000000001ff"], [9, "0f0f0f0f0f0f0f0f"]]  # frame 0: 1 bit from a's frame 0
-    assert repeats([("a", a), ("b", b), ("a", a)], 10) == {"b": [0]}
-    assert repeats([("a", a), ("b", b)], 0) == {}
+    grey, red = "00" * 32, "40" * 32  # colour signatures: no chroma; every cell's R-Y and B-Y 64
+    a = [[0, "00000000000000ff", grey], [5, "ffffffff00000000", grey]]
+    b = [[0, "00000000000001ff", grey], [9, "0f0f0f0f0f0f0f0f", grey]]  # frame 0: 1 bit from a's frame 0
+    assert repeats([("a", a), ("b", b), ("a", a)], CURATED) == {"b": [0]}
+    assert repeats([("a", a), ("b", b)], CURATED.model_copy(update={"dedupe_distance": 0})) == {}
+    c = [[0, "00000000000000ff", red]]  # a's frame 0 in other colours
+    assert repeats([("a", a), ("c", c)], CURATED) == {}
 
 
 def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefect_server, tmp_path):
