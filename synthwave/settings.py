@@ -194,7 +194,7 @@ class FrameSettings(Strict):
         10, ge=0, le=64, description="Most of the 64 bits a near-duplicate's DCT hash may differ in (docs/curation.md)"
     )
     colour_distance: float = Field(
-        4.0, ge=0, description="Most a near-duplicate's colour signature may differ by, too (docs/curation.md)"
+        10.0, ge=0, description="Most a near-duplicate's cells may differ in chroma, in 0-255 levels (docs/curation.md)"
     )
     drop_blank: bool = Field(True, description="Drop blank frames: black, white or one flat colour")
     blank_std: float = Field(

@@ -31,8 +31,7 @@ from tasks.frames import Frame
 THUMB = 32  # side of the thumbnail both checks look at
 _LOW = 8  # 8x8 lowest DCT frequencies: 64 bits
 CELLS = 4  # the colour signature's grid: 4x4 cells
-_CHROMA_UNIT = 64  # a signature's unit is 1/64 of the frame's mean luma: int8 holds up to twice the mean
-SIGNATURE_BYTES = 2 * CELLS * CELLS
+_CHROMA_UNIT = 64  # a signature's unit: 1/64 of the frame's mean luma
 
 
 def _dct_rows() -> np.ndarray:
@@ -62,14 +61,16 @@ def _products() -> tuple[np.ndarray, np.ndarray]:
 
 
 _LEFT, _RIGHT = _products()
-_NO_COLOUR = np.zeros(SIGNATURE_BYTES, np.int8)
+_SIGNATURE = CELLS * CELLS + 1
+_NO_COLOUR = np.zeros(_SIGNATURE, np.complex64)
 
 
 class CurationError(UserError, ValueError):
     """Every sampled frame of a video was blank, or one repeated image."""
 
 
-Signature = np.ndarray  # int8, SIGNATURE_BYTES: each cell's (R-Y, B-Y) in _CHROMA_UNIT units
+# complex64: one a cell, R-Y + i(B-Y) in _CHROMA_UNIT units; then the frame's mean luma (0-255), real.
+Signature = np.ndarray
 Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
 
 
@@ -97,10 +98,11 @@ def fingerprint(thumb: np.ndarray) -> Fingerprint:
     median = (ordered[31] + ordered[32]) / 2 + 0.005
     value = int.from_bytes(np.packbits(low > median).tobytes(), "big")
     # Over the mean luma (the DC coefficient / 32), so a fade, scaling every value, leaves it as it was.
-    chroma = both[_LOW:, _LOW:].ravel() * (_CHROMA_UNIT * THUMB / max(float(low[0]), THUMB))
-    np.rint(chroma, out=chroma)
-    np.minimum(np.maximum(chroma, -127, out=chroma), 127, out=chroma)  # np.clip, at a third of its cost
-    return value, chroma.astype(np.int8)
+    luma = max(float(low[0]) / THUMB, 1.0)
+    signature = np.empty(_SIGNATURE, np.complex64)
+    np.multiply(both[_LOW:, _LOW:], _CHROMA_UNIT / luma, out=signature[:-1].view(np.float32).reshape(CELLS, 2 * CELLS))
+    signature[-1] = luma
+    return value, signature
 
 
 def dct_hash(thumb: np.ndarray) -> int:
@@ -112,10 +114,14 @@ def distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean over the cells of the length of their chroma difference; `a` may be a stack of signatures."""
-    difference = np.subtract(a, b, dtype=np.float32)
-    return np.add.reduce(np.hypot(difference[..., 0::2], difference[..., 1::2]), -1) * (1 / (CELLS * CELLS))
+def colour_distance(a: Signature, b: Signature) -> np.ndarray:
+    """Mean over the cells of the length of their chroma difference, in 0-255 levels at the darker
+    frame's brightness (the brighter one dimmed to it); `a` may be a stack of signatures.
+
+    At the darker frame's brightness, because chroma over luma is noisy in a dark frame (a
+    level of coding error is a large share of a small luma), and dark colours look alike."""
+    difference = np.add.reduce(np.abs(a[..., :-1] - b[:-1]), -1)
+    return difference * np.minimum(a[..., -1].real, b[-1].real) * (1 / (_CHROMA_UNIT * CELLS * CELLS))
 
 
 class HashIndex:
@@ -127,7 +133,7 @@ class HashIndex:
 
     def __init__(self) -> None:
         self.hashes = np.empty(256, np.uint64)
-        self.colours = np.empty((256, SIGNATURE_BYTES), np.int8)
+        self.colours = np.empty((256, _SIGNATURE), np.complex64)
         self.count = 0
         self.last: Fingerprint | None = None  # the one last added or found near
 
@@ -158,8 +164,20 @@ class HashIndex:
 
 
 def to_json(index: int, value: int, colour: Signature) -> list:
-    """A kept frame as a manifest's "hashes" lists it: [frame index, hash hex, signature hex]."""
-    return [index, f"{value:016x}", colour.tobytes().hex()]
+    """A kept frame as a manifest's "hashes" lists it: [frame index, hash hex, signature hex], the
+    signature rounded to int8 (R-Y, B-Y a cell) then the mean luma as uint8: 33 bytes."""
+    rounded = np.clip(np.rint(colour[:-1].view(np.float32)), -128, 127).astype(np.int8)
+    luma = min(round(float(colour[-1].real)), 255)
+    return [index, f"{value:016x}", rounded.tobytes().hex() + f"{luma:02x}"]
+
+
+def from_json(entry: list) -> Fingerprint:
+    _, value, colour = entry
+    raw = bytes.fromhex(colour)
+    signature = np.empty(_SIGNATURE, np.complex64)
+    signature[:-1] = np.frombuffer(raw[:-1], np.int8).astype(np.float32).view(np.complex64)
+    signature[-1] = raw[-1]
+    return int(value, 16), signature
 
 
 def repeats(videos: list[tuple[str, list[list]]], settings: FrameSettings) -> dict[str, list[int]]:
@@ -171,7 +189,7 @@ def repeats(videos: list[tuple[str, list[list]]], settings: FrameSettings) -> di
         if key in done:
             continue
         done.add(key)
-        prints = [(int(value, 16), np.frombuffer(bytes.fromhex(colour), np.int8)) for _, value, colour in frames]
+        prints = [from_json(entry) for entry in frames]
         repeated = [seen.near(*fp, settings.dedupe_distance, settings.colour_distance) for fp in prints]
         found[key] = [index for (index, *_), same in zip(frames, repeated, strict=True) if same]
         for fp, same in zip(prints, repeated, strict=True):

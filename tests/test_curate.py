@@ -15,7 +15,18 @@ import pytest
 
 from synthwave.settings import FrameSettings
 from tasks import shards
-from tasks.curate import CurationError, Curator, HashIndex, dct_hash, distance, repeats, thumbnail
+from tasks.curate import (
+    CurationError,
+    Curator,
+    HashIndex,
+    colour_distance,
+    dct_hash,
+    distance,
+    fingerprint,
+    repeats,
+    thumbnail,
+)
+from tasks.demo import render_frame
 from tasks.frames import Frame
 from tasks.shards import write_video_shards
 
@@ -71,6 +82,30 @@ def test_the_stills_are_far_apart_and_a_fade_hashes_like_its_frame():
     for level in (0.7, 0.4, 0.2):
         faded = (image * level).round().astype(np.uint8)
         assert distance(dct_hash(thumbnail(faded)), hashes[0]) <= CURATED.dedupe_distance
+
+
+def complementary(image: np.ndarray) -> np.ndarray:
+    """The same luma, every chroma negated (red for cyan, magenta for green): one structure, other colours."""
+    ycrcb = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb).astype(np.int16)
+    ycrcb[..., 1:] = 256 - ycrcb[..., 1:]
+    return cv2.cvtColor(np.clip(ycrcb, 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2BGR)
+
+
+def test_one_structure_in_other_colours_is_kept_twice_and_its_fade_still_falls_onto_it(tmp_path):
+    image = render_frame(*SIZE, 0.0, 0)  # a demo scene: saturated sky, sun and grid
+    other = complementary(image)
+    (value, colour), (other_value, other_colour) = fingerprint(thumbnail(image)), fingerprint(thumbnail(other))
+    assert distance(value, other_value) <= 2  # to the grey hash, one image
+    assert colour_distance(colour, other_colour) > 2 * CURATED.colour_distance
+    for level in (0.7, 0.4, 0.2):
+        faded_value, faded_colour = fingerprint(thumbnail((other * level).round().astype(np.uint8)))
+        assert distance(faded_value, other_value) <= CURATED.dedupe_distance
+        assert colour_distance(faded_colour, other_colour) <= CURATED.colour_distance
+    fade = [(other * (1 - step / 10)).round().astype(np.uint8) for step in range(1, 10)]
+    video = make_video(tmp_path / "colours.avi", [image] * FPS + [other] * FPS + fade)
+    manifest = write_video_shards(video, "colours", CURATED, 1.0, tmp_path / "out")
+    assert counts(manifest) == (3 * FPS - 1, 2, 3 * FPS - 3, 0)
+    assert (manifest["first_frame_index"], manifest["last_frame_index"]) == (0, FPS)
 
 
 def test_slideshow_keeps_each_still_once_without_the_black_and_the_fade(tmp_path):
@@ -158,19 +193,20 @@ def test_segments_curate_a_real_video_as_one_pass(tmp_path, monkeypatch):
 def test_the_index_finds_a_near_hash_among_many():
     index, rng = HashIndex(), np.random.default_rng(0)
     values = [int(value) for value in rng.integers(0, 2**63, 1000, dtype=np.int64)]
-    colours = rng.integers(-20, 20, (1000, 32), dtype=np.int8)
+    colours = rng.uniform(-20, 20, (1000, 34)).astype(np.float32).view(np.complex64)  # 16 cells, then the luma
+    colours[:, -1] = 64  # chroma in units of 1/64 of the luma: a unit is a level
     for value, colour in zip(values, colours, strict=True):
         index.add(value, colour)
     assert index.count == 1000
     assert index.near(values[700] ^ 0b1111111111, colours[700], 10, 4.0)  # 10 bits off
     assert not index.near(values[700] ^ 0b11111111111, colours[700], 10, 4.0)  # 11 bits off; random ones are ~32
-    shifted = colours[700] + np.int8(3)  # every cell's chroma 3 * sqrt(2) = 4.2 off
+    shifted = colours[700] + np.complex64(3 + 3j)  # every cell's chroma 3 * sqrt(2) = 4.2 off
     assert not index.near(values[700], shifted, 10, 4.0)
     assert index.near(values[700], shifted, 10, 4.3)
 
 
 def test_repeats_compares_each_video_with_those_before_it_never_with_itself():
-    grey, red = "00" * 32, "40" * 32  # colour signatures: no chroma; every cell's R-Y and B-Y 64
+    grey, red = "00" * 32 + "40", "40" * 32 + "40"  # signatures: no chroma; every cell's R-Y and B-Y 64; luma 64
     a = [[0, "00000000000000ff", grey], [5, "ffffffff00000000", grey]]
     b = [[0, "00000000000001ff", grey], [9, "0f0f0f0f0f0f0f0f", grey]]  # frame 0: 1 bit from a's frame 0
     assert repeats([("a", a), ("b", b), ("a", a)], CURATED) == {"b": [0]}
