@@ -155,7 +155,7 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
         ) from None
     if settings.storage is not None:  # after every manifest it names (published by their tasks)
         publish_file(settings.storage, settings.data_dir, dataset)
-    _report(list(outcomes.values()))
+    _report(list(outcomes.values()), dataset)
     failed = [o for o in outcomes.values() if o.error]
     if failed:
         lines = "; ".join(f"{o.source}: {o.error}" for o in failed)
@@ -307,7 +307,8 @@ def _earlier_videos(path: Path, settings: IngestSettings) -> dict[str, dict] | N
     return videos if same else None
 
 
-def _report(outcomes: list[Outcome]) -> None:
+def _report(outcomes: list[Outcome], dataset: Path) -> None:
+    excluded = json.loads(dataset.read_text()).get("excluded", {})  # frames other videos already put in it
     rows = []
     for outcome in outcomes:
         manifest = load_manifest(outcome.manifest) if outcome.manifest else {}
@@ -318,6 +319,7 @@ def _report(outcomes: list[Outcome]) -> None:
                 "title": outcome.title,
                 "frames": manifest.get("frames", 0),
                 **{key: manifest.get(key, 0) for key in CURATION_COUNTS},
+                "repeated": len(excluded.get(outcome.key, [])),
                 "shards": len(manifest.get("shards", [])),
                 "status": "failed" if outcome.error else "ok",
                 "error": outcome.error,

@@ -236,6 +236,7 @@ def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefe
     first_key, again_key = (video["key"] for video in dataset["videos"])
     assert [(v["frames"], v["repeated"]) for v in dataset["videos"]] == [(3, 0), (1, 3)]
     assert dataset["excluded"] == {again_key: [0, FPS, 2 * FPS]} and dataset["frames"] == 4
+    assert [row["repeated"] for row in _table(str(first))] == [0, 3]  # the run's table artifact says it too
     index = load_index(data)
     assert index.frames == 4 and index.holdout.excluded == {f"{again_key}/{i}" for i in (0, FPS, 2 * FPS)}
     batches = image_dataset(
@@ -245,3 +246,17 @@ def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefe
     assert len(read) == 4
     last = cv2.cvtColor(images[3], cv2.COLOR_BGR2RGB)[::2, ::2].astype(np.float32)
     assert np.abs(read[-1] - last).mean() < 0.05 * 255  # the re-encode's own still, not a repeat
+
+
+def _table(source: str) -> list[dict]:
+    """The rows of the ingest-sources table artifact of the run that ingested `source`."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter
+
+    with get_client(sync_client=True) as client:
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(key={"any_": ["ingest-sources"]}))
+    for table in tables:
+        rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+        if any(row["source"] == source for row in rows):
+            return rows
+    raise AssertionError(f"no ingest-sources table lists {source}")
