@@ -62,6 +62,7 @@ def _products() -> tuple[np.ndarray, np.ndarray]:
 
 _LEFT, _RIGHT = _products()
 _SIGNATURE = CELLS * CELLS + 1
+_BATCH = 8  # frames fingerprinted together
 _NO_COLOUR = np.zeros(_SIGNATURE, np.complex64)
 
 
@@ -88,21 +89,30 @@ def spread(thumb: np.ndarray) -> float:
     return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]
 
 
-def fingerprint(thumb: np.ndarray) -> Fingerprint:
-    """The DCT hash and the colour signature of a BGR thumbnail."""
-    both = _LEFT @ (thumb.reshape(THUMB, 3 * THUMB).astype(np.float32) @ _RIGHT)
-    low = both[:_LOW, :_LOW].ravel()
-    ordered = np.sort(low)
+def fingerprints(thumbs: np.ndarray) -> list[Fingerprint]:
+    """The DCT hash and the colour signature of each of a stack of BGR thumbnails (n, 32, 32, 3).
+
+    A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
+    n = len(thumbs)
+    both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB).astype(np.float32) @ _RIGHT)
+    low = both[:, :_LOW, :_LOW].reshape(n, _LOW * _LOW)
+    ordered = np.sort(low, axis=1)
     # The margin: float error must not set bits of its own where the DCT is exactly flat
     # (a flat thumbnail hashes 0x8000000000000000, as cv2.dct gives it).
-    median = (ordered[31] + ordered[32]) / 2 + 0.005
-    value = int.from_bytes(np.packbits(low > median).tobytes(), "big")
+    median = (ordered[:, 31:32] + ordered[:, 32:33]) * 0.5 + 0.005
+    values = np.packbits(low > median, axis=1).view(">u8").ravel().tolist()
     # Over the mean luma (the DC coefficient / 32), so a fade, scaling every value, leaves it as it was.
-    luma = max(float(low[0]) / THUMB, 1.0)
-    signature = np.empty(_SIGNATURE, np.complex64)
-    np.multiply(both[_LOW:, _LOW:], _CHROMA_UNIT / luma, out=signature[:-1].view(np.float32).reshape(CELLS, 2 * CELLS))
-    signature[-1] = luma
-    return value, signature
+    luma = np.maximum(low[:, 0] * (1 / THUMB), 1.0)
+    signatures = np.empty((n, _SIGNATURE), np.complex64)
+    chroma = both[:, _LOW:, _LOW:] * (_CHROMA_UNIT / luma)[:, None, None]
+    signatures[:, :-1] = chroma.reshape(n, 2 * CELLS * CELLS).view(np.complex64)
+    signatures[:, -1] = luma
+    return list(zip(values, signatures, strict=True))
+
+
+def fingerprint(thumb: np.ndarray) -> Fingerprint:
+    """The DCT hash and the colour signature of a BGR thumbnail."""
+    return fingerprints(thumb[None])[0]
 
 
 def dct_hash(thumb: np.ndarray) -> int:
@@ -218,16 +228,34 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
-    def fingerprint(self, image: np.ndarray) -> Fingerprint | None:
-        """The frame's fingerprint (empty without dedupe); None if it is blank and blank frames are dropped."""
-        thumb = thumbnail(image)
-        blank = self.settings.drop_blank and spread(thumb) < self.settings.blank_std
+    def fingerprints(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Fingerprint | None]]:
+        """Each frame with its fingerprint (empty without dedupe; None if it is blank and blank
+        frames are dropped), computed _BATCH frames at a time."""
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == _BATCH:
+                yield from self._fingerprint_batch(batch)
+                batch = []
+        yield from self._fingerprint_batch(batch)
+
+    def _fingerprint_batch(self, frames: list[Frame]) -> list[tuple[Frame, Fingerprint | None]]:
+        thumbs = [thumbnail(frame.image) for frame in frames]
+        if self.settings.drop_blank:
+            blank = [spread(thumb) < self.settings.blank_std for thumb in thumbs]
+        else:
+            blank = [False] * len(thumbs)
         with self.lock:
-            self.sampled += 1
-            self.blank += blank
-        if blank:
-            return None
-        return fingerprint(thumb) if self.settings.dedupe else (0, _NO_COLOUR)
+            self.sampled += len(frames)
+            self.blank += sum(blank)
+        shown = [thumb for thumb, dropped in zip(thumbs, blank, strict=True) if not dropped]
+        if not shown:
+            found = iter(())
+        elif self.settings.dedupe:
+            found = iter(fingerprints(np.stack(shown)))
+        else:
+            found = iter([(0, _NO_COLOUR)] * len(shown))
+        return [(frame, None if dropped else next(found)) for frame, dropped in zip(frames, blank, strict=True)]
 
     def _known(self, fp: Fingerprint) -> bool:
         """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
@@ -250,8 +278,7 @@ class Curator:
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame in frames:
-            fp = self.fingerprint(frame.image)
+        for frame, fp in self.fingerprints(frames):
             if fp is not None and self.admit(fp, frame.index):
                 yield frame
 
@@ -260,8 +287,7 @@ class Curator:
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame in frames:
-            fp = self.fingerprint(frame.image)
+        for frame, fp in self.fingerprints(frames):
             if fp is None:
                 continue
             with self.lock:
