@@ -84,13 +84,17 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return cv2.resize(samples, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
+def spreads(thumbs: np.ndarray) -> np.ndarray:
+    """The largest standard deviation of each thumbnail's channels (0-255 scale); blank below blank_std."""
+    return thumbs.reshape(len(thumbs), THUMB * THUMB, 3).astype(np.float32).std(axis=1).max(axis=1)
+
+
 def spread(thumb: np.ndarray) -> float:
-    """The largest standard deviation of a thumbnail's channels (0-255 scale); blank below blank_std."""
-    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]
+    return float(spreads(thumb[None])[0])
 
 
-def fingerprints(thumbs: np.ndarray) -> list[Fingerprint]:
-    """The DCT hash and the colour signature of each of a stack of BGR thumbnails (n, 32, 32, 3).
+def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
 
     A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
     n = len(thumbs)
@@ -100,19 +104,20 @@ def fingerprints(thumbs: np.ndarray) -> list[Fingerprint]:
     # The margin: float error must not set bits of its own where the DCT is exactly flat
     # (a flat thumbnail hashes 0x8000000000000000, as cv2.dct gives it).
     median = (ordered[:, 31:32] + ordered[:, 32:33]) * 0.5 + 0.005
-    values = np.packbits(low > median, axis=1).view(">u8").ravel().tolist()
+    values = np.packbits(low > median, axis=1).view(">u8").ravel().astype(np.uint64)
     # Over the mean luma (the DC coefficient / 32), so a fade, scaling every value, leaves it as it was.
     luma = np.maximum(low[:, 0] * (1 / THUMB), 1.0)
     signatures = np.empty((n, _SIGNATURE), np.complex64)
     chroma = both[:, _LOW:, _LOW:] * (_CHROMA_UNIT / luma)[:, None, None]
     signatures[:, :-1] = chroma.reshape(n, 2 * CELLS * CELLS).view(np.complex64)
     signatures[:, -1] = luma
-    return list(zip(values, signatures, strict=True))
+    return values, signatures
 
 
 def fingerprint(thumb: np.ndarray) -> Fingerprint:
     """The DCT hash and the colour signature of a BGR thumbnail."""
-    return fingerprints(thumb[None])[0]
+    values, signatures = fingerprints(thumb[None])
+    return int(values[0]), signatures[0]
 
 
 def dct_hash(thumb: np.ndarray) -> int:
@@ -228,34 +233,39 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
-    def fingerprints(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Fingerprint | None]]:
+    def fingerprints(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Fingerprint | None, bool]]:
         """Each frame with its fingerprint (empty without dedupe; None if it is blank and blank
-        frames are dropped), computed _BATCH frames at a time."""
+        frames are dropped) and True if it is already known for a near-duplicate of the kept
+        frame last matched, computed _BATCH frames at a time."""
         batch: list[Frame] = []
         for frame in frames:
             batch.append(frame)
             if len(batch) == _BATCH:
-                yield from self._fingerprint_batch(batch)
+                yield from self._batch(batch)
                 batch = []
-        yield from self._fingerprint_batch(batch)
+        if batch:
+            yield from self._batch(batch)
 
-    def _fingerprint_batch(self, frames: list[Frame]) -> list[tuple[Frame, Fingerprint | None]]:
-        thumbs = [thumbnail(frame.image) for frame in frames]
-        if self.settings.drop_blank:
-            blank = [spread(thumb) < self.settings.blank_std for thumb in thumbs]
-        else:
-            blank = [False] * len(thumbs)
+    def _batch(self, frames: list[Frame]) -> list[tuple[Frame, Fingerprint | None, bool]]:
+        thumbs = np.stack([thumbnail(frame.image) for frame in frames])
+        blank = (spreads(thumbs) < self.settings.blank_std).tolist() if self.settings.drop_blank else [False] * len(frames)
         with self.lock:
             self.sampled += len(frames)
             self.blank += sum(blank)
-        shown = [thumb for thumb, dropped in zip(thumbs, blank, strict=True) if not dropped]
-        if not shown:
-            found = iter(())
-        elif self.settings.dedupe:
-            found = iter(fingerprints(np.stack(shown)))
-        else:
-            found = iter([(0, _NO_COLOUR)] * len(shown))
-        return [(frame, None if dropped else next(found)) for frame, dropped in zip(frames, blank, strict=True)]
+            last = self.kept.last
+        if not self.settings.dedupe:
+            return [(frame, None if dropped else (0, _NO_COLOUR), False) for frame, dropped in zip(frames, blank, strict=True)]
+        values, signatures = fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
+        known = [False] * len(frames)
+        if last is not None:
+            # The frames of a shot are near the frame kept at its start: one test for the batch. A
+            # frame near a kept one is a near-duplicate, whatever is kept after it.
+            near = np.bitwise_count(values ^ np.uint64(last[0])) <= self.settings.dedupe_distance
+            known = (near & (colour_distance(signatures, last[1]) <= self.settings.colour_distance)).tolist()
+        return [
+            (frame, None if dropped else (int(value), signature), same)
+            for frame, dropped, value, signature, same in zip(frames, blank, values, signatures, known, strict=True)
+        ]
 
     def _known(self, fp: Fingerprint) -> bool:
         """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
@@ -278,8 +288,13 @@ class Curator:
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame, fp in self.fingerprints(frames):
-            if fp is not None and self.admit(fp, frame.index):
+        for frame, fp, known in self.fingerprints(frames):
+            if fp is None:
+                continue
+            if known:
+                with self.lock:
+                    self.duplicate += 1
+            elif self.admit(fp, frame.index):
                 yield frame
 
     def prefilter(self, frames: Iterable[Frame], pending: dict[int, Fingerprint]) -> Iterator[Frame]:
@@ -287,11 +302,14 @@ class Curator:
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame, fp in self.fingerprints(frames):
+        for frame, fp, known in self.fingerprints(frames):
             if fp is None:
                 continue
             with self.lock:
-                known = self._known(fp)
+                if known:
+                    self.duplicate += 1
+                else:
+                    known = self._known(fp)
             if not known:
                 pending[frame.index] = fp
                 yield frame
