@@ -84,13 +84,9 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return cv2.resize(samples, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
-def spreads(thumbs: np.ndarray) -> np.ndarray:
-    """The largest standard deviation of each thumbnail's channels (0-255 scale); blank below blank_std."""
-    return thumbs.reshape(len(thumbs), THUMB * THUMB, 3).astype(np.float32).std(axis=1).max(axis=1)
-
-
 def spread(thumb: np.ndarray) -> float:
-    return float(spreads(thumb[None])[0])
+    """The largest standard deviation of a thumbnail's channels (0-255 scale); blank below blank_std."""
+    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]  # numpy's std over a stack: 15 times slower
 
 
 def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +244,7 @@ class Curator:
 
     def _batch(self, frames: list[Frame]) -> list[tuple[Frame, Fingerprint | None, bool]]:
         thumbs = np.stack([thumbnail(frame.image) for frame in frames])
-        blank = (spreads(thumbs) < self.settings.blank_std).tolist() if self.settings.drop_blank else [False] * len(frames)
+        blank = [self.settings.drop_blank and spread(thumb) < self.settings.blank_std for thumb in thumbs]
         with self.lock:
             self.sampled += len(frames)
             self.blank += sum(blank)
