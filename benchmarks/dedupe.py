@@ -1,19 +1,15 @@
 """How far apart the DCT hashes and colour signatures of the same image and of different
-images fall: the measurement dedupe_distance, colour_distance and blank_std are chosen by
-(docs/curation.md).
+images fall: what dedupe_distance, colour_distance and blank_std are chosen by (docs/curation.md).
 
     python -m benchmarks.dedupe
 
-Same image: every 10th frame of the three shared sample clips at ingest's default size,
-against itself re-encoded (JPEG q30), shifted by 2 px, faded (x0.5, x0.2) and with noise.
-Different images: the same frames against their mirror image and against the frames of the
-other clips; and, within one clip, frames 1 s and 5 s apart (real motion: where the line
-between "the same shot" and "new content" falls). Also the thumbnail spread (blank_std)
-of real frames and of the frames of a fade to black; the colour distance of the same
-variants and of different demo scenes. Last, the frames curation keeps of
-benchmarks/quality.py's data (its demo clips and the sample clips, every frame at 32x56)
-at several dedupe_distance values; and what finding frames that repeat another video costs
-ingest on a 1,000-video dataset (`--across` alone: just that).
+Same image: every 10th frame of the three shared sample clips at ingest's default size (and,
+for colour, demo scenes), against itself re-encoded, shifted by 2 px, faded and with noise.
+Different images: mirror images, the other clips' frames, complementary colours, other demo
+scenes; within one clip, frames 1 s and 5 s apart. Also the thumbnail spread (blank_std) of
+real frames and of a fade to black; the frames curation keeps of benchmarks/quality.py's data
+(every frame at 32x56) by dedupe_distance; and what finding frames that repeat another video
+costs ingest on a 1,000-video dataset (`--across` alone: just that).
 """
 
 from __future__ import annotations
@@ -68,7 +64,7 @@ def _complementary(image: np.ndarray) -> np.ndarray:
 def colour(clips: dict[str, list[np.ndarray]]) -> None:
     """colour_distance of an image and its variants, and between different demo scenes."""
     demo = [render_frame(180, 320, 0.0, scene) for scene in range(60)]  # ingest's half of the 360x640 clips
-    print("\ncolour distance (mean over 4x4 cells of the chroma difference, 0-255 levels at the darker frame's brightness)")
+    print("\ncolour distance (4x4 cells' mean chroma difference, 0-255 levels at the darker frame's brightness)")
     for group, images in {"sample clips": [im for ims in clips.values() for im in ims], "demo scenes": demo}.items():
         same: dict[str, list[float]] = {}
         for image in images:
@@ -82,9 +78,12 @@ def colour(clips: dict[str, list[np.ndarray]]) -> None:
         for label, values in same.items():
             print(f"  {label:<22} {_summary(values)}")
     # Different scenes at the demo flow's size (48x80), all pairs and those whose hashes are near.
-    scenes = [cv2.resize(render_frame(180, 320, 0.0, scene), (80, 48), interpolation=cv2.INTER_AREA) for scene in range(150)]
+    scenes = [cv2.resize(render_frame(180, 320, 0.0, n), (80, 48), interpolation=cv2.INTER_AREA) for n in range(150)]
     prints = [fingerprint(thumbnail(image)) for image in scenes]
-    pairs = [(distance(a[0], b[0]), float(colour_distance(a[1], b[1]))) for i, a in enumerate(prints) for b in prints[:i]]
+    pairs = [  # (hash bits, colour)
+        (distance(a[0], b[0]), float(colour_distance(a[1], b[1])))
+        for i, a in enumerate(prints) for b in prints[:i]
+    ]
     print(f"  {'150 scenes, all pairs':<22} {_summary([c for _, c in pairs])}")
     near = [c for bits, c in pairs if bits <= FrameSettings().dedupe_distance]
     print(f"  {'pairs of near hashes':<22} {_summary(near)}")

@@ -73,6 +73,7 @@ class Row:
     unit: str
     target: str = ""
     passed: bool | None = None  # None: no target
+    digits: int = 0
 
 
 def throughput(work: Path) -> list[Row]:
@@ -157,7 +158,7 @@ def curation_share(work: Path) -> list[Row]:
         )
         target_text = "" if target is None else f"<= {target:g}%"
         passed = None if target is None else share <= target
-        rows.append(Row(f"every={every:<3} png  curation's share", share, unit, target_text, passed))
+        rows.append(Row(f"every={every:<3} png  curation's share", share, unit, target_text, passed, digits=1))
     return rows
 
 
@@ -221,7 +222,7 @@ def main() -> None:
     print(f"{'measure':<{width}}  {'value':>6}  {'':<{unit_width}}  {'target':<9}  result")
     for row in rows:
         verdict = "" if row.passed is None else ("PASS" if row.passed else "MISS")
-        print(f"{row.label:<{width}}  {row.value:>6.0f}  {row.unit:<{unit_width}}  {row.target:<9}  {verdict}")
+        print(f"{row.label:<{width}}  {row.value:>6.{row.digits}f}  {row.unit:<{unit_width}}  {row.target:<9}  {verdict}")
     print(
         f"\nlong video: {child['frames'] / child['seconds']:.0f} source fps, {child['shards']} shards; "
         f"tensorflow imported by ingest: {child['tensorflow']}; load average now {os.getloadavg()[0]:.2f}"

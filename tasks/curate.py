@@ -10,9 +10,9 @@ brightness: a fade scales pixels, coefficients, median, chroma and luma alike, s
 match the frame they fade from. A mirror image flips the odd horizontal frequencies' signs;
 two scenes of one layout in other colours differ in chroma: neither is a duplicate.
 
-Each frame is compared first with the kept frame the previous one matched, then with every
-kept frame (loops repeat minutes apart): one numpy XOR + popcount over the packed hashes,
-the colour checked only where the hash is near (docs/curation.md).
+Each frame is compared with the kept frame the previous one matched, then with every kept
+frame (loops repeat minutes apart) by one numpy XOR + popcount, colour checked where the hash
+is near; all but that search goes 8 frames at a time, as call overhead dominates (docs/curation.md).
 """
 
 from __future__ import annotations
@@ -260,7 +260,8 @@ class Curator:
             self.blank += sum(blank)
             last = self.kept.last
         if not self.settings.dedupe:
-            return [(frame, None if dropped else (0, _NO_COLOUR), False) for frame, dropped in zip(frames, blank, strict=True)]
+            empty = (0, _NO_COLOUR)
+            return [(frame, None if dropped else empty, False) for frame, dropped in zip(frames, blank, strict=True)]
         values, signatures = fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
         known = [False] * len(frames)
         if last is not None:
@@ -275,7 +276,8 @@ class Curator:
 
     def _known(self, fp: Fingerprint) -> bool:
         """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
-        known = self.settings.dedupe and self.kept.near(*fp, self.settings.dedupe_distance, self.settings.colour_distance)
+        settings = self.settings
+        known = settings.dedupe and self.kept.near(*fp, settings.dedupe_distance, settings.colour_distance)
         self.duplicate += known
         return known
 

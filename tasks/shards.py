@@ -186,7 +186,7 @@ class _Spill:
         self.records.append((frame_index, len(example)))
 
     def replay(self, writer: _ShardWriter, curator: Curator, hashes: dict[int, Fingerprint]) -> None:
-        """Append the records to `writer`, each unless `curator` finds it a duplicate (`hashes`: fingerprints by frame index)."""
+        """Append the records to `writer`, each unless `curator` finds it a duplicate (`hashes`: by frame index)."""
         self.file.close()
         with open(self.path, "rb") as handle:
             for frame_index, size in self.records:
