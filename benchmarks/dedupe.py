@@ -9,7 +9,8 @@ Different images: mirror images, the other clips' frames, complementary colours,
 scenes; within one clip, frames 1 s and 5 s apart. Also the thumbnail spread (blank_std) of
 real frames and of a fade to black; the frames curation keeps of benchmarks/quality.py's data
 (every frame at 32x56) by dedupe_distance; and what finding frames that repeat another video
-costs ingest on a 1,000-video dataset (`--across` alone: just that).
+costs ingest on a 1,000-video dataset (`--across` alone: just that). `--kept` alone: what
+ingest's shard step keeps of the quality data, the demo flow's clips and the sample clips.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import numpy as np
 from synthwave.settings import FrameSettings
 from tasks.curate import Curator, colour_distance, dct_hash, distance, fingerprint, repeats, spread, thumbnail
 from tasks.demo import render_demo_videos, render_frame
+from tasks.curate import CurationError
 from tasks.frames import iter_frames
+from tasks.shards import write_video_shards
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 CLIPS = ["bottle-detection.mp4", "milk.mkv", "book.mkv"]
@@ -114,6 +117,9 @@ def main() -> None:
     if sys.argv[1:] == ["--across"]:
         across_videos()
         return
+    if sys.argv[1:] == ["--kept"]:
+        kept()
+        return
     missing = [name for name in CLIPS if not (VIDEOS / name).is_file()]
     if missing:
         sys.exit(f"{VIDEOS}: {', '.join(missing)} missing: the measurement needs the shared sample clips")
@@ -171,6 +177,43 @@ def quality_data(distances: tuple[int, ...] = (0, 2, 4, 6, 8, 10)) -> None:
             totals = [a + b for a, b in zip(totals, kept, strict=True)]
             print(f"  {video.name:<22} raw {kept[0]:5d}  kept " + " ".join(f"{n:5d}" for n in kept[1:]))
         print(f"  {'all':<22} raw {totals[0]:5d}  kept " + " ".join(f"{n:5d}" for n in totals[1:]))
+
+
+def kept() -> None:
+    """Frames write_video_shards keeps raw, curated, and curated by the hash alone, per video;
+    then the frames a video repeats of those before it (tasks.curate.repeats)."""
+    clips = [VIDEOS / name for name in CLIPS]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        sets = {
+            "benchmarks/quality.py's data, every=1, 32x56": (
+                render_demo_videos(work / "quality", count=4) + clips, FrameSettings(every=1, size=(32, 56))),
+            "the demo flow's clips, every=12, 48x80": (
+                render_demo_videos(work / "demo", count=8, shots=48, shot_frames=12, size=(180, 320)),
+                FrameSettings(every=12, size=(48, 80))),
+            "the sample clips, every=1, default size": (clips, FrameSettings(every=1)),
+        }  # fmt: skip
+        for label, (videos, settings) in sets.items():
+            print(f"\n{label}: raw / curated / hash alone (refused: one image or blank)")
+            variants = {"raw": settings.model_copy(update=RAW_CURATION), "curated": settings,
+                        "hash alone": settings.model_copy(update={"colour_distance": float("inf")})}  # fmt: skip
+            totals, hashes = dict.fromkeys(variants, 0), []
+            for n, video in enumerate(videos):
+                counts = []
+                for name, variant in variants.items():
+                    try:
+                        out = work / f"{name}-{n}".replace(" ", "")
+                        manifest = write_video_shards(video, f"v{n}", variant, 100, out)
+                    except CurationError:
+                        counts.append("refused")
+                        continue
+                    counts.append(str(manifest["frames"]))
+                    totals[name] += manifest["frames"]
+                    if name == "curated":
+                        hashes.append((video.name, manifest["hashes"]))
+                print(f"  {video.name:<40} " + " / ".join(counts))
+            found = {key: len(indices) for key, indices in repeats(hashes, settings).items()}
+            print(f"  {'all (refused: 0)':<40} " + " / ".join(str(v) for v in totals.values()) + f"; repeats {found}")
 
 
 if __name__ == "__main__":
