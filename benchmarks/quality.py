@@ -75,9 +75,8 @@ def dataset(root: Path, size: tuple[int, int], every: int) -> Path:
     sources = [str(p) for p in render_demo_videos(root / "videos", count=4)]
     sources += [str(p) for p in sorted(SAMPLE_VIDEOS.glob("*")) if p.suffix in (".mp4", ".mkv")]
     data_dir = root / "data"
-    # Raw sampling, as for the README's figures: curation would keep 34 of the 2,501 frames (32 of
-    # bottle-detection, 2 of one demo clip) and refuse the five other videos, each one image to it
-    # (docs/curation.md, `python -m benchmarks.dedupe`).
+    # Raw sampling, as for the README's figures: curation refuses milk and book (one image to it)
+    # and keeps about a frame a shot of the rest (docs/curation.md, "What it keeps").
     frames = FrameSettings(every=every, size=size, dedupe=False, drop_blank=False)
     ingest(sources, IngestSettings(data_dir=data_dir, frames=frames))
     return data_dir

@@ -22,8 +22,8 @@ def render_clips(out_dir: Path) -> list[str]:
 
 def demo_settings(root: Path, steps: int) -> tuple[IngestSettings, TrainSettings]:
     data_dir = root / "data"
-    # The clips are renders of one procedural family: curation's hash, made to fold a video's
-    # repeats, takes many of their scenes for one another (docs/curation.md), so it is off here.
+    # Raw sampling: one frame of each scene already, and the demo's figures were measured on it
+    # (docs/curation.md says what curation keeps of these clips).
     frames = FrameSettings(every=SHOT_FRAMES, size=(48, 80), dedupe=False)
     ingest = IngestSettings(data_dir=data_dir, frames=frames)
     # Small frames, a smaller model than the defaults' and D's lr at 4e-4: in 2000 steps on 2 cores

@@ -161,7 +161,7 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     if settings.storage is not None:  # after every manifest it names (published by their tasks)
         publish_file(settings.storage, settings.data_dir, dataset)
     line, mixed = summary(dataset)
-    _report(list(outcomes.values()), line if mixed else "")
+    _report(list(outcomes.values()), dataset, line if mixed else "")
     (logger.warning if mixed else logger.info)("dataset: %s", line)  # said before any failure is raised
     failed = [o for o in outcomes.values() if o.error]
     if failed:
@@ -297,7 +297,7 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
             manifests[key] = load_manifest(data_dir / video["manifest"])
     # Frames another video already put in the dataset (a re-upload, another encode): the reader skips them.
     hashes = [(key, manifests[key].get("hashes", [])) for key in videos]  # in the dataset's order
-    excluded = repeats(hashes, settings.frames.dedupe_distance) if settings.frames.dedupe else {}
+    excluded = repeats(hashes, settings.frames) if settings.frames.dedupe else {}
     for key, video in videos.items():
         video["repeated"] = len(excluded.get(key, []))
         video["frames"] = manifests[key]["frames"] - video["repeated"]
@@ -336,8 +336,12 @@ def _earlier_videos(path: Path, settings: IngestSettings) -> dict[str, dict] | N
     return videos if same else None
 
 
-def _report(outcomes: list[Outcome], warning: str = "") -> None:
+def _report(outcomes: list[Outcome], dataset: Path, warning: str = "") -> None:
     """The sources' table; `warning` (mixed sizes) heads its description, where the UI shows it."""
+    try:  # frames other videos already put in the dataset
+        excluded = json.loads(dataset.read_text()).get("excluded", {})
+    except (OSError, ValueError, AttributeError):
+        excluded = {}  # an unreadable dataset.json: summary() has said so
     rows = []
     for outcome in outcomes:
         manifest = load_manifest(outcome.manifest) if outcome.manifest else {}
@@ -349,6 +353,7 @@ def _report(outcomes: list[Outcome], warning: str = "") -> None:
                 "frames": manifest.get("frames", 0),
                 "size": f"{manifest['height']}x{manifest['width']}" if manifest else "",
                 **{key: manifest.get(key, 0) for key in CURATION_COUNTS},
+                "repeated": len(excluded.get(outcome.key, [])),
                 "shards": len(manifest.get("shards", [])),
                 "status": "failed" if outcome.error else "ok",
                 "error": outcome.error,

@@ -208,6 +208,9 @@ class FrameSettings(Strict):
     dedupe_distance: int = Field(
         10, ge=0, le=64, description="Most of the 64 bits a near-duplicate's DCT hash may differ in (docs/curation.md)"
     )
+    colour_distance: float = Field(
+        10.0, ge=0, description="Most a near-duplicate's cells may differ in chroma, in 0-255 levels (docs/curation.md)"
+    )
     drop_blank: bool = Field(True, description="Drop blank frames: black, white or one flat colour")
     blank_std: float = Field(
         5.0, ge=0, description="Blank: every channel of the 32x32 thumbnail has a standard deviation below this (0-255)"

@@ -1,17 +1,18 @@
 """Curation of one video's sampled frames: blank frames and near-duplicates are dropped, and counted.
 
 A frame is blank when its 32x32 thumbnail is near-uniform in every channel (black, white, a
-flat colour, the bottom of a fade). A near-duplicate is within `dedupe_distance` bits of a
-frame already kept from the same video, by a 64-bit DCT hash (pHash, as imagehash's phash:
-the 8x8 lowest frequencies of a 32x32 grey thumbnail, each against their median). It
-ignores re-encoding and small shifts, and brightness: scaling the pixels scales every
-coefficient and their median alike, so a fade's frames hash like the frame they fade from.
-A mirror image flips the signs of the odd horizontal frequencies: it is not its original.
+flat colour, the bottom of a fade). A near-duplicate of a frame already kept from the same
+video agrees with it twice: in structure, within `dedupe_distance` bits of a 64-bit DCT
+hash of the grey thumbnail (pHash: its 8x8 lowest frequencies, each against their median),
+and in colour, within `colour_distance` by a colour signature (each of 4x4 cells' chroma,
+R-Y and B-Y, over the frame's mean luma). Both ignore re-encoding, small shifts and
+brightness: a fade scales pixels, coefficients, median, chroma and luma alike, so its frames
+match the frame they fade from. A mirror image flips the odd horizontal frequencies' signs;
+two scenes of one layout in other colours differ in chroma: neither is a duplicate.
 
-Each hash is compared first with the kept hash the previous one was near (one int XOR +
-popcount: most frames of a shot end there), then with every hash kept so far (loops repeat
-minutes apart) in one numpy XOR + popcount over the packed hashes: about 1 ns a kept frame
-(docs/curation.md).
+Each frame is compared with the kept frame the previous one matched, then with every kept
+frame (loops repeat minutes apart) by one numpy XOR + popcount, colour checked where the hash
+is near; all but that search goes 8 frames at a time, as call overhead dominates (docs/curation.md).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from tasks.frames import Frame
 
 THUMB = 32  # side of the thumbnail both checks look at
 _LOW = 8  # 8x8 lowest DCT frequencies: 64 bits
+CELLS = 4  # the colour signature's grid: 4x4 cells
+_CHROMA_UNIT = 64  # a signature's unit: 1/64 of the frame's mean luma
 
 
 def _dct_rows() -> np.ndarray:
@@ -36,96 +39,183 @@ def _dct_rows() -> np.ndarray:
     n, k = np.arange(THUMB), np.arange(_LOW)[:, None]
     rows = np.cos(np.pi * (2 * n + 1) * k / (2 * THUMB)) * np.sqrt(2 / THUMB)
     rows[0] /= np.sqrt(2)
-    return rows.astype(np.float32)
+    return rows
 
 
-# cv2.dct(grey)[:8, :8] is _DCT @ grey @ _DCT.T: only the 64 coefficients the hash keeps are computed.
-_DCT = _dct_rows()
-_DCT_T = np.ascontiguousarray(_DCT.T)
+def _products() -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) such that left @ thumb.reshape(32, 96) @ right holds, top left, the 8x8 lowest
+    DCT frequencies of the grey thumbnail and, bottom right, each cell's mean R-Y and B-Y.
+
+    Grey conversion, DCT, cell means and chroma are all linear: two matrix products give both
+    fingerprints of a frame."""
+    bgr_to_grey = np.array([0.114, 0.587, 0.299])  # BT.601 luma, as cv2.COLOR_BGR2GRAY
+    bgr_to_chroma = np.array([[-0.114, 0.886], [-0.587, -0.587], [0.701, -0.299]])  # rows B, G, R; R-Y, B-Y
+    cell_rows = np.kron(np.eye(CELLS), np.full((1, THUMB // CELLS), CELLS / THUMB))  # 4x32 means of 8
+    dct = _dct_rows()
+    left = np.zeros((_LOW + CELLS, THUMB))
+    left[:_LOW], left[_LOW:] = dct, cell_rows
+    right = np.zeros((3 * THUMB, _LOW + 2 * CELLS))
+    right[:, :_LOW] = np.kron(dct.T, bgr_to_grey[:, None])
+    right[:, _LOW:] = np.kron(cell_rows.T, bgr_to_chroma)
+    return left.astype(np.float32), right.astype(np.float32)
+
+
+_LEFT, _RIGHT = _products()
+_SIGNATURE = CELLS * CELLS + 1
+_BATCH = 8  # frames fingerprinted together
+_NO_COLOUR = np.zeros(_SIGNATURE, np.complex64)
 
 
 class CurationError(UserError, ValueError):
     """Every sampled frame of a video was blank, or one repeated image."""
 
 
+# complex64: one a cell, R-Y + i(B-Y) in _CHROMA_UNIT units; then the frame's mean luma (0-255), real.
+Signature = np.ndarray
+Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
+
+
+def thumbnails(images: list[np.ndarray]) -> np.ndarray:
+    """32x32 BGR averages of frames, (n, 32, 32, 3), so noise and compression artefacts wash out
+    before any check."""
+    # 128x64 nearest samples, then 4x2 blocks averaged: each pixel the mean of 8 samples of its
+    # cell, as robust to shifts, noise and fades as INTER_AREA on the frame (benchmarks/dedupe.py)
+    # at a fraction of its cost, and touching only 64 of the frame's rows. The samples of all
+    # frames are averaged in one call, stacked: a block never spans two frames.
+    rows = 2 * THUMB
+    samples = np.empty((len(images) * rows, 4 * THUMB, 3), np.uint8)
+    for n, image in enumerate(images):
+        cv2.resize(image, (4 * THUMB, rows), dst=samples[n * rows : (n + 1) * rows], interpolation=cv2.INTER_NEAREST)
+    thumbs = cv2.resize(samples, (THUMB, len(images) * THUMB), interpolation=cv2.INTER_AREA)
+    return thumbs.reshape(len(images), THUMB, THUMB, 3)
+
+
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    """32x32 BGR average of the frame, so noise and compression artefacts wash out before either check."""
-    # 128x128 samples, then halved twice (bilinear at exactly 2:1 averages each 2x2 block): each
-    # pixel averages 16 samples of its cell. As robust to shifts, noise and fades as INTER_AREA
-    # (benchmarks/dedupe.py) at a third of its cost (36 against 120 us for a 180x320 frame).
-    thumb = cv2.resize(image, (4 * THUMB, 4 * THUMB), interpolation=cv2.INTER_NEAREST)
-    for side in (2 * THUMB, THUMB):
-        thumb = cv2.resize(thumb, (side, side), interpolation=cv2.INTER_LINEAR)
-    return thumb
+    return thumbnails([image])[0]
 
 
 def spread(thumb: np.ndarray) -> float:
     """The largest standard deviation of a thumbnail's channels (0-255 scale); blank below blank_std."""
-    return float(cv2.meanStdDev(thumb)[1].max())
+    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]  # numpy's std over a stack: 15 times slower
+
+
+def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
+
+    A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
+    n = len(thumbs)
+    both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB).astype(np.float32) @ _RIGHT)
+    low = both[:, :_LOW, :_LOW].reshape(n, _LOW * _LOW)
+    ordered = np.sort(low, axis=1)
+    # The margin: float error must not set bits of its own where the DCT is exactly flat
+    # (a flat thumbnail hashes 0x8000000000000000, as cv2.dct gives it).
+    median = (ordered[:, 31:32] + ordered[:, 32:33]) * 0.5 + 0.005
+    values = np.packbits(low > median, axis=1).view(">u8").ravel().astype(np.uint64)
+    # Over the mean luma (the DC coefficient / 32), so a fade, scaling every value, leaves it as it was.
+    luma = np.maximum(low[:, 0] * (1 / THUMB), 1.0)
+    signatures = np.empty((n, _SIGNATURE), np.complex64)
+    chroma = both[:, _LOW:, _LOW:] * (_CHROMA_UNIT / luma)[:, None, None]
+    signatures[:, :-1] = chroma.reshape(n, 2 * CELLS * CELLS).view(np.complex64)
+    signatures[:, -1] = luma
+    return values, signatures
+
+
+def fingerprint(thumb: np.ndarray) -> Fingerprint:
+    """The DCT hash and the colour signature of a BGR thumbnail."""
+    values, signatures = fingerprints(thumb[None])
+    return int(values[0]), signatures[0]
 
 
 def dct_hash(thumb: np.ndarray) -> int:
     """64-bit perceptual hash of a BGR thumbnail."""
-    low = (_DCT @ cv2.cvtColor(thumb, cv2.COLOR_BGR2GRAY) @ _DCT_T).ravel()
-    # The products' float error (under 0.002) must not set bits of its own where cv2.dct gives
-    # exact zeros: a flat thumbnail hashes 0x8000000000000000, as it did.
-    low[np.abs(low) < 0.005] = 0
-    ordered = np.sort(low)
-    median = (ordered[31] + ordered[32]) / 2  # np.median, at a fifth of its cost
-    return int.from_bytes(np.packbits(low > median).tobytes(), "big")
+    return fingerprint(thumb)[0]
 
 
 def distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-class HashIndex:
-    """Packed 64-bit hashes; `near` compares one with all of them in one vectorised pass.
+def colour_distance(a: Signature, b: Signature) -> np.ndarray:
+    """Mean over the cells of the length of their chroma difference, in 0-255 levels at the darker
+    frame's brightness (the brighter one dimmed to it); `a` may be a stack of signatures.
 
-    It first tries the hash it last added or found near, alone: consecutive frames of a shot
-    are near the same kept frame, and one int XOR + popcount is ~50 times cheaper than the pass.
+    At the darker frame's brightness, because chroma over luma is noisy in a dark frame (a
+    level of coding error is a large share of a small luma), and dark colours look alike."""
+    difference = np.add.reduce(np.abs(a[..., :-1] - b[:-1]), -1)
+    return difference * np.minimum(a[..., -1].real, b[-1].real) * (1 / (_CHROMA_UNIT * CELLS * CELLS))
+
+
+class HashIndex:
+    """Fingerprints kept; `near` finds one that agrees with a new one in hash and colour.
+
+    It first tries the one it last added or found near, alone: consecutive frames of a shot
+    are near the same kept frame, and that is cheaper than the vectorised pass over all.
     """
 
     def __init__(self) -> None:
         self.hashes = np.empty(256, np.uint64)
+        self.colours = np.empty((256, _SIGNATURE), np.complex64)
         self.count = 0
-        self.last = 0  # a hash of the index (once count > 0): the one last added or found near
+        self.last: Fingerprint | None = None  # the one last added or found near
 
-    def add(self, value: int) -> None:
+    def add(self, value: int, colour: Signature) -> None:
         if self.count == len(self.hashes):
             self.hashes = np.concatenate([self.hashes, np.empty_like(self.hashes)])
-        self.hashes[self.count] = value
+            self.colours = np.concatenate([self.colours, np.empty_like(self.colours)])
+        self.hashes[self.count], self.colours[self.count] = value, colour
         self.count += 1
-        self.last = value
+        self.last = value, colour
 
-    def near(self, value: int, max_distance: int) -> bool:
-        if self.count == 0:
+    def near(self, value: int, colour: Signature, max_distance: int, max_colour: float) -> bool:
+        if self.last is None:
             return False
-        if (value ^ self.last).bit_count() <= max_distance:
+        last_value, last_colour = self.last
+        if (value ^ last_value).bit_count() <= max_distance and colour_distance(last_colour, colour) <= max_colour:
             return True
         distances = np.bitwise_count(self.hashes[: self.count] ^ np.uint64(value))
-        closest = distances.argmin()
-        if distances[closest] > max_distance:
+        candidates = np.flatnonzero(distances <= max_distance)
+        if candidates.size == 0:
             return False
-        self.last = int(self.hashes[closest])
+        candidates = candidates[colour_distance(self.colours[candidates], colour) <= max_colour]
+        if candidates.size == 0:
+            return False
+        match = candidates[distances[candidates].argmin()]
+        self.last = int(self.hashes[match]), self.colours[match]
         return True
 
 
-def repeats(videos: list[tuple[str, list[list]]], max_distance: int) -> dict[str, list[int]]:
-    """Frames of each video (key, manifest "hashes") within `max_distance` of a frame an earlier
-    video put in the dataset: {video key: [frame index, ...]}, for videos with any. A key
-    listed again (the same video twice) is skipped, never compared with itself."""
+def to_json(index: int, value: int, colour: Signature) -> list:
+    """A kept frame as a manifest's "hashes" lists it: [frame index, hash hex, signature hex], the
+    signature rounded to int8 (R-Y, B-Y a cell) then the mean luma as uint8: 33 bytes."""
+    rounded = np.clip(np.rint(colour[:-1].view(np.float32)), -128, 127).astype(np.int8)
+    luma = min(round(float(colour[-1].real)), 255)
+    return [index, f"{value:016x}", rounded.tobytes().hex() + f"{luma:02x}"]
+
+
+def from_json(entry: list) -> Fingerprint:
+    _, value, colour = entry
+    raw = bytes.fromhex(colour)
+    signature = np.empty(_SIGNATURE, np.complex64)
+    signature[:-1] = np.frombuffer(raw[:-1], np.int8).astype(np.float32).view(np.complex64)
+    signature[-1] = raw[-1]
+    return int(value, 16), signature
+
+
+def repeats(videos: list[tuple[str, list[list]]], settings: FrameSettings) -> dict[str, list[int]]:
+    """Frames of each video (key, manifest "hashes") near a frame an earlier video put in the
+    dataset: {video key: [frame index, ...]}, for videos with any. A key listed again (the
+    same video twice) is skipped, never compared with itself."""
     seen, done, found = HashIndex(), set(), {}
     for key, frames in videos:
         if key in done:
             continue
         done.add(key)
-        values = [int(value, 16) for _, value in frames]
-        repeated = [seen.near(value, max_distance) for value in values]
-        found[key] = [index for (index, _), same in zip(frames, repeated, strict=True) if same]
-        for value, same in zip(values, repeated, strict=True):
+        prints = [from_json(entry) for entry in frames]
+        repeated = [seen.near(*fp, settings.dedupe_distance, settings.colour_distance) for fp in prints]
+        found[key] = [index for (index, *_), same in zip(frames, repeated, strict=True) if same]
+        for fp, same in zip(prints, repeated, strict=True):
             if not same:
-                seen.add(value)
+                seen.add(*fp)
     return {key: indices for key, indices in found.items() if indices}
 
 
@@ -141,7 +231,7 @@ class Curator:
     def __init__(self, settings: FrameSettings) -> None:
         self.settings = settings
         self.kept = HashIndex()
-        self.kept_frames: list[tuple[int, int]] = []  # (frame index, hash), in frame order, with dedupe
+        self.kept_frames: list[tuple[int, int, Signature]] = []  # (frame index, hash, colour), with dedupe
         self.lock = threading.Lock()
         self.sampled = self.blank = self.duplicate = 0
 
@@ -149,26 +239,56 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
-    def fingerprint(self, image: np.ndarray) -> int | None:
-        """The frame's hash (0 without dedupe); None if it is blank and blank frames are dropped."""
-        thumb = thumbnail(image)
-        blank = self.settings.drop_blank and spread(thumb) < self.settings.blank_std
-        with self.lock:
-            self.sampled += 1
-            self.blank += blank
-        if blank:
-            return None
-        return dct_hash(thumb) if self.settings.dedupe else 0
+    def fingerprints(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Fingerprint | None, bool]]:
+        """Each frame with its fingerprint (empty without dedupe; None if it is blank and blank
+        frames are dropped) and True if it is already known for a near-duplicate of the kept
+        frame last matched, computed _BATCH frames at a time."""
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == _BATCH:
+                yield from self._batch(batch)
+                batch = []
+        if batch:
+            yield from self._batch(batch)
 
-    def admit(self, value: int, index: int) -> bool:
+    def _batch(self, frames: list[Frame]) -> list[tuple[Frame, Fingerprint | None, bool]]:
+        thumbs = thumbnails([frame.image for frame in frames])
+        blank = [self.settings.drop_blank and spread(thumb) < self.settings.blank_std for thumb in thumbs]
+        with self.lock:
+            self.sampled += len(frames)
+            self.blank += sum(blank)
+            last = self.kept.last
+        if not self.settings.dedupe:
+            empty = (0, _NO_COLOUR)
+            return [(frame, None if dropped else empty, False) for frame, dropped in zip(frames, blank, strict=True)]
+        values, signatures = fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
+        known = [False] * len(frames)
+        if last is not None:
+            # The frames of a shot are near the frame kept at its start: one test for the batch. A
+            # frame near a kept one is a near-duplicate, whatever is kept after it.
+            near = np.bitwise_count(values ^ np.uint64(last[0])) <= self.settings.dedupe_distance
+            known = (near & (colour_distance(signatures, last[1]) <= self.settings.colour_distance)).tolist()
+        return [
+            (frame, None if dropped else (int(value), signature), same)
+            for frame, dropped, value, signature, same in zip(frames, blank, values, signatures, known, strict=True)
+        ]
+
+    def _known(self, fp: Fingerprint) -> bool:
+        """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
+        settings = self.settings
+        known = settings.dedupe and self.kept.near(*fp, settings.dedupe_distance, settings.colour_distance)
+        self.duplicate += known
+        return known
+
+    def admit(self, fp: Fingerprint, index: int) -> bool:
         """Keep frame `index` unless it is a near-duplicate of one kept; call in frame order only."""
         with self.lock:
-            if self.settings.dedupe and self.kept.near(value, self.settings.dedupe_distance):
-                self.duplicate += 1
+            if self._known(fp):
                 return False
-            self.kept.add(value)
             if self.settings.dedupe:
-                self.kept_frames.append((index, value))
+                self.kept.add(*fp)
+                self.kept_frames.append((index, *fp))
             return True
 
     def filter(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -176,25 +296,30 @@ class Curator:
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame in frames:
-            value = self.fingerprint(frame.image)
-            if value is not None and self.admit(value, frame.index):
+        for frame, fp, known in self.fingerprints(frames):
+            if fp is None:
+                continue
+            if known:
+                with self.lock:
+                    self.duplicate += 1
+            elif self.admit(fp, frame.index):
                 yield frame
 
-    def prefilter(self, frames: Iterable[Frame], pending: dict[int, int]) -> Iterator[Frame]:
-        """A later segment's frames that may be kept; their hashes go to `pending` by frame index."""
+    def prefilter(self, frames: Iterable[Frame], pending: dict[int, Fingerprint]) -> Iterator[Frame]:
+        """A later segment's frames that may be kept; their fingerprints go to `pending` by frame index."""
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame in frames:
-            value = self.fingerprint(frame.image)
-            if value is None:
+        for frame, fp, known in self.fingerprints(frames):
+            if fp is None:
                 continue
             with self.lock:
-                known = self.settings.dedupe and self.kept.near(value, self.settings.dedupe_distance)
-                self.duplicate += known
+                if known:
+                    self.duplicate += 1
+                else:
+                    known = self._known(fp)
             if not known:
-                pending[frame.index] = value
+                pending[frame.index] = fp
                 yield frame
 
     def count_all(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -202,6 +327,10 @@ class Curator:
             with self.lock:
                 self.sampled += 1
             yield frame
+
+    def manifest_hashes(self) -> list[list]:
+        """Each kept frame's fingerprint, as the manifest lists them (with dedupe; else none)."""
+        return [to_json(*kept) for kept in self.kept_frames]
 
     def counts(self) -> dict[str, int]:
         kept = self.sampled - self.blank - self.duplicate

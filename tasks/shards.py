@@ -36,7 +36,7 @@ from synthwave import records
 from synthwave.atomic import sweep_temp_dirs, temp_dir, write_json
 from synthwave.digest import file_sha256
 from synthwave.settings import FrameSettings
-from tasks.curate import Curator
+from tasks.curate import Curator, Fingerprint
 from tasks.frames import Frame, FrameReader, Segment, VideoInfo, output_size, plan_segments, probe
 from tasks.png import encode_png
 from tasks.progress import Tracker, track
@@ -184,7 +184,7 @@ class _Spill:
         self.file.write(example)
         self.records.append((frame_index, len(example)))
 
-    def replay(self, writer: _ShardWriter, curator: Curator, hashes: dict[int, int]) -> None:
+    def replay(self, writer: _ShardWriter, curator: Curator, hashes: dict[int, Fingerprint]) -> None:
         """Append the records to `writer`, each unless `curator` finds it a duplicate (`hashes`: by frame index)."""
         self.file.close()
         with open(self.path, "rb") as handle:
@@ -266,8 +266,8 @@ def _write(
         "last_frame_index": writer.last_index,
         "fps": info.fps,
         "shards": [asdict(shard) for shard in writer.shards],
-        # With dedupe: each kept frame's hash, so ingest can find frames another video repeats.
-        "hashes": [[index, f"{value:016x}"] for index, value in curator.kept_frames],
+        # With dedupe: each kept frame's fingerprint, so ingest can find frames another video repeats.
+        "hashes": curator.manifest_hashes(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(tmp / MANIFEST, manifest)  # last: a directory with a manifest is complete
@@ -282,9 +282,9 @@ def _write_segments(
     order, curated as one pass would; False (with records written) if a segment did not start
     where the previous stopped."""
     stop = threading.Event()  # set on the first error: the other segments end early
-    pending: list[dict[int, int]] = [{} for _ in segments[1:]]  # hashes a later segment leaves to the join
+    pending: list[dict[int, Fingerprint]] = [{} for _ in segments[1:]]  # what a later segment leaves to the join
 
-    def drain(reader: FrameReader, sink: _ShardWriter | _Spill, hashes: dict[int, int] | None = None) -> None:
+    def drain(reader: FrameReader, sink: _ShardWriter | _Spill, hashes: dict[int, Fingerprint] | None = None) -> None:
         try:
             frames = curator.filter(reader) if hashes is None else curator.prefilter(reader, hashes)
             for frame, record in _encoded(frames, video_key, settings, pool):

@@ -34,6 +34,7 @@ def test_curation_is_on_by_default_and_each_part_can_be_turned_off():
     assert (frames("--keep-blank").dedupe, frames("--keep-blank").drop_blank) == (True, False)
     assert frames("--dedupe", "false", "--dedupe-distance", "4").dedupe is False
     assert frames("--dedupe-distance", "4").dedupe_distance == 4
+    assert (frames().colour_distance, frames("--colour-distance", "5").colour_distance) == (10.0, 5.0)
 
 
 def test_label_smoothing_defaults_to_bce_only_and_hinge_refuses_it_when_asked(capsys):

@@ -15,7 +15,18 @@ import pytest
 
 from synthwave.settings import FrameSettings
 from tasks import shards
-from tasks.curate import CurationError, Curator, HashIndex, dct_hash, distance, repeats, thumbnail
+from tasks.curate import (
+    CurationError,
+    Curator,
+    HashIndex,
+    colour_distance,
+    dct_hash,
+    distance,
+    fingerprint,
+    repeats,
+    thumbnail,
+)
+from tasks.demo import render_frame
 from tasks.frames import Frame
 from tasks.shards import write_video_shards
 
@@ -71,6 +82,30 @@ def test_the_stills_are_far_apart_and_a_fade_hashes_like_its_frame():
     for level in (0.7, 0.4, 0.2):
         faded = (image * level).round().astype(np.uint8)
         assert distance(dct_hash(thumbnail(faded)), hashes[0]) <= CURATED.dedupe_distance
+
+
+def complementary(image: np.ndarray) -> np.ndarray:
+    """The same luma, every chroma negated (red for cyan, magenta for green): one structure, other colours."""
+    ycrcb = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb).astype(np.int16)
+    ycrcb[..., 1:] = 256 - ycrcb[..., 1:]
+    return cv2.cvtColor(np.clip(ycrcb, 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2BGR)
+
+
+def test_one_structure_in_other_colours_is_kept_twice_and_its_fade_still_falls_onto_it(tmp_path):
+    image = render_frame(*SIZE, 0.0, 0)  # a demo scene: saturated sky, sun and grid
+    other = complementary(image)
+    (value, colour), (other_value, other_colour) = fingerprint(thumbnail(image)), fingerprint(thumbnail(other))
+    assert distance(value, other_value) <= 2  # to the grey hash, one image
+    assert colour_distance(colour, other_colour) > 2 * CURATED.colour_distance
+    for level in (0.7, 0.4, 0.2):
+        faded_value, faded_colour = fingerprint(thumbnail((other * level).round().astype(np.uint8)))
+        assert distance(faded_value, other_value) <= CURATED.dedupe_distance
+        assert colour_distance(faded_colour, other_colour) <= CURATED.colour_distance
+    fade = [(other * (1 - step / 10)).round().astype(np.uint8) for step in range(1, 10)]
+    video = make_video(tmp_path / "colours.avi", [image] * FPS + [other] * FPS + fade)
+    manifest = write_video_shards(video, "colours", CURATED, 1.0, tmp_path / "out")
+    assert counts(manifest) == (3 * FPS - 1, 2, 3 * FPS - 3, 0)
+    assert (manifest["first_frame_index"], manifest["last_frame_index"]) == (0, FPS)
 
 
 def test_slideshow_keeps_each_still_once_without_the_black_and_the_fade(tmp_path):
@@ -158,18 +193,26 @@ def test_segments_curate_a_real_video_as_one_pass(tmp_path, monkeypatch):
 def test_the_index_finds_a_near_hash_among_many():
     index, rng = HashIndex(), np.random.default_rng(0)
     values = [int(value) for value in rng.integers(0, 2**63, 1000, dtype=np.int64)]
-    for value in values:
-        index.add(value)
+    colours = rng.uniform(-20, 20, (1000, 34)).astype(np.float32).view(np.complex64)  # 16 cells, then the luma
+    colours[:, -1] = 64  # chroma in units of 1/64 of the luma: a unit is a level
+    for value, colour in zip(values, colours, strict=True):
+        index.add(value, colour)
     assert index.count == 1000
-    assert index.near(values[700] ^ 0b1111111111, 10)  # 10 bits off
-    assert not index.near(values[700] ^ 0b11111111111, 10)  # 11 bits off, and random hashes are ~32 apart
+    assert index.near(values[700] ^ 0b1111111111, colours[700], 10, 4.0)  # 10 bits off
+    assert not index.near(values[700] ^ 0b11111111111, colours[700], 10, 4.0)  # 11 bits off; random ones are ~32
+    shifted = colours[700] + np.complex64(3 + 3j)  # every cell's chroma 3 * sqrt(2) = 4.2 off
+    assert not index.near(values[700], shifted, 10, 4.0)
+    assert index.near(values[700], shifted, 10, 4.3)
 
 
 def test_repeats_compares_each_video_with_those_before_it_never_with_itself():
-    a = [[0, "00000000000000ff"], [5, "ffffffff00000000"]]
-    b = [[0, "00000000000001ff"], [9, "0f0f0f0f0f0f0f0f"]]  # frame 0: 1 bit from a's frame 0
-    assert repeats([("a", a), ("b", b), ("a", a)], 10) == {"b": [0]}
-    assert repeats([("a", a), ("b", b)], 0) == {}
+    grey, red = "00" * 32 + "40", "40" * 32 + "40"  # signatures: no chroma; every cell's R-Y and B-Y 64; luma 64
+    a = [[0, "00000000000000ff", grey], [5, "ffffffff00000000", grey]]
+    b = [[0, "00000000000001ff", grey], [9, "0f0f0f0f0f0f0f0f", grey]]  # frame 0: 1 bit from a's frame 0
+    assert repeats([("a", a), ("b", b), ("a", a)], CURATED) == {"b": [0]}
+    assert repeats([("a", a), ("b", b)], CURATED.model_copy(update={"dedupe_distance": 0})) == {}
+    c = [[0, "00000000000000ff", red]]  # a's frame 0 in other colours
+    assert repeats([("a", a), ("c", c)], CURATED) == {}
 
 
 def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefect_server, tmp_path):
@@ -194,6 +237,7 @@ def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefe
     first_key, again_key = (video["key"] for video in dataset["videos"])
     assert [(v["frames"], v["repeated"]) for v in dataset["videos"]] == [(3, 0), (1, 3)]
     assert dataset["excluded"] == {again_key: [0, FPS, 2 * FPS]} and dataset["frames"] == 4
+    assert [row["repeated"] for row in _table(str(first))] == [0, 3]  # the run's table artifact says it too
     index = load_index(data)
     assert index.frames == 4 and index.holdout.excluded == {f"{again_key}/{i}" for i in (0, FPS, 2 * FPS)}
     batches = image_dataset(
@@ -203,3 +247,17 @@ def test_a_video_repeating_another_of_the_dataset_adds_only_its_new_frames(prefe
     assert len(read) == 4
     last = cv2.cvtColor(images[3], cv2.COLOR_BGR2RGB)[::2, ::2].astype(np.float32)
     assert np.abs(read[-1] - last).mean() < 0.05 * 255  # the re-encode's own still, not a repeat
+
+
+def _table(source: str) -> list[dict]:
+    """The rows of the ingest-sources table artifact of the run that ingested `source`."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter
+
+    with get_client(sync_client=True) as client:
+        tables = client.read_artifacts(artifact_filter=ArtifactFilter(key={"any_": ["ingest-sources"]}))
+    for table in tables:
+        rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+        if any(row["source"] == source for row in rows):
+            return rows
+    raise AssertionError(f"no ingest-sources table lists {source}")
