@@ -197,12 +197,6 @@ def ui_base(page, stack) -> str:
     return re.sub(r"/dashboard.*$", "", page.url).rstrip("/")
 
 
-def open_artifacts_tab(page, base_url: str, flow_run_id: str) -> None:
-    page.goto(f"{base_url}/runs/flow-run/{flow_run_id}")
-    page.get_by_text("Completed", exact=True).first.wait_for()
-    page.get_by_role("tab", name="Artifacts").click()
-
-
 def tile_spread(pixels: np.ndarray, frame: tuple[int, int], pad: int = 2, margin: int = 2) -> float:
     """Mean grey-level std within the tiles of a grid (gan/images.py's layout), borders left out."""
     grey = pixels[..., :3].astype(np.float32).mean(axis=-1)
@@ -235,12 +229,27 @@ def test_samples_after_60_steps_are_not_flat(stack_api, stack_dataset, page, tmp
     final = wait_for_run(stack, run.id)
     assert final.state.is_completed(), f"train ended {final.state.name}\n{run_logs(stack, run.id)}"
 
-    open_artifacts_tab(page, ui_base(page, stack), str(run.id))
+    # The Logs tab has the training task's progress lines (flows/progress.py).
+    base = ui_base(page, stack)
+    page.goto(f"{base}/runs/flow-run/{run.id}")
+    line = page.get_by_text(re.compile(r"^step 60/60: g_loss .* images/s")).first
+    line.wait_for()
+    line.scroll_into_view_if_needed()
+    shot(page, "06a-train-run-log")
+
+    page.get_by_role("tab", name="Artifacts").click()
     wait_for_image(page, "Samples from the fixed noise at step 60")
     spread = tile_spread(decoded_pixels(page), frame=(32, 56))
-    shot(page, "06-samples-after-60-steps")
+    shot(page, "06b-samples-after-60-steps")
     print(f"\nsamples after 60 steps: grey-level std {spread:.1f} within tiles")
     assert spread > NOT_FLAT, f"the samples after 60 steps are flat: grey-level std {spread:.1f} within tiles"
+
+    # The artifact's key page: the latest grid's description over its versions, one a grid (steps 0, 30, 60).
+    page.get_by_role("link", name=re.compile(r"-samples$")).first.click()
+    page.wait_for_url(re.compile(r".*/artifacts/key/.*-samples"))
+    page.get_by_text("Samples from the fixed noise at step 60", exact=True).first.wait_for()
+    sync_api.expect(page.get_by_text("Task run:")).to_have_count(3)
+    shot(page, "06c-samples-versions", full_page=True)
 
 
 def test_ingest_table_shows_each_videos_size(stack_api, stack_dataset, page):
@@ -251,7 +260,9 @@ def test_ingest_table_shows_each_videos_size(stack_api, stack_dataset, page):
     (run,) = [r for r in runs if r.parameters["settings"]["data_dir"] == str(stack_dataset)]
     height, width = ingest_settings(stack_dataset)["frames"]["size"]
 
-    open_artifacts_tab(page, ui_base(page, stack), str(run.id))
+    page.goto(f"{ui_base(page, stack)}/runs/flow-run/{run.id}")
+    page.get_by_text("Completed", exact=True).first.wait_for()
+    page.get_by_role("tab", name="Artifacts").click()
     page.get_by_role("link").filter(has_text=re.compile(r"^TABLE")).first.click()
     page.wait_for_url(re.compile(r".*/artifacts/artifact/[0-9a-f-]{36}"))
     rows = page.locator("table tbody tr")
