@@ -21,8 +21,12 @@ from gan.walk import FILENAME, STRIP_FILENAME, save_strip, write_walk
 from synthwave.settings import TrainSettings, WalkSettings
 from tasks.storage import RunMirror, stage_dataset
 
+# Nothing cached or persisted (even with results persisted by default): a Retry runs every phase
+# again, and training resumes from its own checkpoints.
+PHASE = dict(cache_policy=NO_CACHE, persist_result=False)
 
-@task(name="stage-data", cache_policy=NO_CACHE)
+
+@task(name="stage-data", **PHASE)
 def stage_data(settings: TrainSettings, mirror: RunMirror | None) -> DatasetIndex:
     """The dataset's index, its shards checked; with storage, shards and the run so far downloaded first."""
     logger = get_run_logger()
@@ -36,7 +40,7 @@ def stage_data(settings: TrainSettings, mirror: RunMirror | None) -> DatasetInde
     return index
 
 
-@task(name="train", cache_policy=NO_CACHE)
+@task(name="train", **PHASE)
 def train_model(settings: TrainSettings, index: DatasetIndex, mirror: RunMirror | None) -> Progress:
     """Train to `settings.steps`, resuming from the run's latest checkpoint; artifacts and log lines as it goes."""
     logger = get_run_logger()
@@ -51,7 +55,7 @@ def train_model(settings: TrainSettings, index: DatasetIndex, mirror: RunMirror 
     return final
 
 
-@task(name="render-walk", cache_policy=NO_CACHE)
+@task(name="render-walk", **PHASE)
 def render_walk(settings: TrainSettings, final: Progress, size: tuple[int, int]) -> None:
     """A `walk_seconds` video through the latent space of the last checkpoint, and a strip of its frames."""
     logger = get_run_logger()
@@ -64,7 +68,7 @@ def render_walk(settings: TrainSettings, final: Progress, size: tuple[int, int])
     logger.info("latent walk: %s", video)
 
 
-@task(name="publish", cache_policy=NO_CACHE)
+@task(name="publish", **PHASE)
 def publish(settings: TrainSettings, final: Progress, mirror: RunMirror | None) -> str:
     """The summary artifact, and with storage the files written since the last checkpoint's upload."""
     TrainingArtifacts(settings).summary(final)

@@ -1,8 +1,8 @@
 """The Prefect UI of the local stack in a real headless Chromium, clicked as a user clicks it.
 
 What a user sees: the deployments, a Quick run of train with its task runs (the flow's phases)
-and artifacts, the samples after 60 steps (not flat), the ingest table's frame sizes, and the
-Custom run forms with every field described.
+and artifacts, the samples after 60 steps (not flat), the ingest table's frame sizes, the
+Custom run forms with every field described, and a failed train run retried from its page.
 
 Debian's chromium (/usr/bin/chromium; .ci/run installs it) driven by Playwright from PyPI;
 Playwright's own browser downloads are never used. Every request that would leave
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,7 +31,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not ins
 pytest.register_assert_rewrite("tests.stack_fixture")  # before the import: its asserts explain failures
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.actions import DeploymentUpdate  # noqa: E402
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId  # noqa: E402
+from prefect.client.schemas.filters import (  # noqa: E402
+    DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId,
+)
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
 from tests.loopback import SAMPLE_VIDEOS  # noqa: E402
@@ -299,3 +302,41 @@ def test_custom_run_form_describes_the_fields(stack_api, page, name, settings, p
     shot(page, f"08-custom-run-form-{name}", full_page=True)
     missing = [field for field, text in descriptions(settings).items() if not page.get_by_text(text, exact=False).count()]
     assert not missing, f"fields whose description the {name} form does not show: {missing}"
+
+
+def test_retry_a_failed_train_run_from_the_ui(stack_api, stack_dataset, page, tmp_path):
+    """A train run that failed (its data not there yet), retried with the run page's Retry once the
+    data is there: the same flow run runs every phase again and completes."""
+    stack, data = stack_api, tmp_path / "data"
+    settings = {**tiny_train_settings(data, tmp_path / "run"), "walk_seconds": 0}
+    with get_client(sync_client=True) as client:
+        train = client.read_deployment_by_name("train/train")
+        run = client.create_flow_run_from_deployment(train.id, parameters={"settings": settings})
+    failed = wait_for_run(stack, run.id)
+    assert failed.state.is_failed(), f"train ended {failed.state.name}\n{run_logs(stack, run.id)}"
+    shutil.copytree(stack_dataset, data)
+
+    page.goto(f"{ui_base(page, stack)}/runs/flow-run/{run.id}")
+    page.get_by_text("Failed", exact=True).first.wait_for()
+    page.get_by_role("button", name="Open menu").click()  # the run page's ⋮ menu
+    page.get_by_role("menuitem", name="Retry", exact=True).click()
+    page.get_by_text("Retry Flow Run").wait_for()
+    shot(page, "09-train-run-retry-dialog")
+    page.get_by_role("button", name="Retry", exact=True).click()
+    with get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 60
+        while client.read_flow_run(run.id).state.is_failed() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    final = wait_for_run(stack, run.id)
+    assert final.state.is_completed(), f"the retried run ended {final.state.name}\n{run_logs(stack, run.id)}"
+
+    page.reload()
+    page.get_by_role("tab", name="Task Runs").click()
+    for phase in ("stage-data", "train", "publish"):
+        page.get_by_role("link", name=re.compile(rf"^{phase}-")).first.wait_for()
+    shot(page, "10-train-run-retried-task-runs")
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    phases = [(task.name.rsplit("-", 1)[0], task.state.type.value) for task in sorted(tasks, key=lambda t: t.start_time)]
+    assert phases == [("stage-data", "FAILED"), ("stage-data", "COMPLETED"), ("train", "COMPLETED"),
+                      ("publish", "COMPLETED")], phases  # fmt: skip

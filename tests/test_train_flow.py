@@ -21,7 +21,7 @@ from PIL import Image
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
-from flows.artifacts import run_key
+from flows.artifacts import TrainingArtifacts, run_key
 from flows.ingest import ingest
 from flows.progress import TrainingProgress
 from flows.train import train
@@ -119,6 +119,31 @@ def test_train_flow_writes_every_output_and_artifact(data_dir, tmp_path):
     assert all(run.state.is_completed() for run in phases)
     names = [run.name.rsplit("-", 1)[0] for run in phases]
     assert names == ["stage-data", "train", "render-walk", "publish"], names
+
+
+
+def test_a_retried_run_runs_its_phases_again_and_resumes(data_dir, tmp_path, monkeypatch):
+    """A flow run retried (the UI's Retry reruns the same flow run; here Prefect's flow retries) runs
+    every phase again as new task runs, and training resumes from the failure's checkpoint."""
+    report, failed = TrainingArtifacts.__call__, []
+
+    def lost_after_step_3(self, progress):  # fault injection: after checkpoint 3, once
+        report(self, progress)
+        if progress.step == 3 and not failed:
+            failed.append(progress.step)
+            raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(TrainingArtifacts, "__call__", lost_after_step_3)
+    state = train.with_options(retries=1)(tiny(data_dir, tmp_path / "run", walk_seconds=0), return_state=True)
+    assert failed == [3] and state.is_completed(), state.message
+    assert pd.read_parquet(tmp_path / "run" / "history.parquet")["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    phases = [(run.name.rsplit("-", 1)[0], run.state.type.value) for run in sorted(tasks, key=lambda r: r.start_time)]
+    assert phases == [("stage-data", "COMPLETED"), ("train", "FAILED"),
+                      ("stage-data", "COMPLETED"), ("train", "COMPLETED"), ("publish", "COMPLETED")]  # fmt: skip
 
 
 def test_artifact_keys_are_unique_per_run_directory(tmp_path):
