@@ -244,7 +244,7 @@ def test_samples_after_60_steps_are_not_flat(stack_api, stack_dataset, page, tmp
     wait_for_image(page, "Samples from the fixed noise at step 60")
     spread = tile_spread(decoded_pixels(page), frame=(32, 56))
     shot(page, "06b-samples-after-60-steps")
-    print(f"\nsamples after 60 steps: grey-level std {spread:.1f} within tiles")
+    print(f"\nsamples after 60 steps: grey-level std {spread:.2f} within tiles")
     assert spread > NOT_FLAT, f"the samples after 60 steps are flat: grey-level std {spread:.1f} within tiles"
 
     # The artifact's key page: the latest grid's description over its versions, one a grid (steps 0, 30, 60).
