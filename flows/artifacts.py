@@ -4,11 +4,15 @@ The UI shows an image artifact by loading its URL in the browser, so the URL mus
 one the browser can reach: `artifact_base_url` + the file's path in the run directory
 when the run directory is served (the local stack serves it; a bucket URL works too),
 else the image itself, inlined as a small JPEG data URL.
+
+Each kind (samples, loss plot, losses, quality, ...) is one artifact key (`run_key`), every
+update a new version of it: the UI's Artifacts page shows the latest with its history behind.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -44,15 +48,29 @@ def image_url(path: Path, settings: TrainSettings) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def run_key(settings: TrainSettings) -> str:
+    """The artifact key prefix of a run directory: its name, slugged, and a digest of where it lives.
+
+    Each kind of artifact is one key, and every update a new version of it. The name makes the
+    key readable; the digest keeps two runs of one name (runs/a/run, runs/b/run) apart. A run
+    mirrored to a bucket lives at <url>/runs/<name>, so resumed on another machine it keeps its keys."""
+    name = settings.run_dir.resolve().name
+    place = f"{settings.storage.url}/runs/{name}" if settings.storage else str(settings.run_dir.resolve())
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "run"
+    return f"{slug}-{hashlib.sha256(place.encode()).hexdigest()[:6]}"
+
+
 class TrainingArtifacts:
-    """The callback the training loop reports to."""
+    """The callback the training loop reports to, and the artifacts of the run's later phases."""
 
     def __init__(self, settings: TrainSettings):
         self.settings = settings
-        self.key = re.sub(r"[^a-z0-9]+", "-", settings.run_dir.resolve().name.lower()).strip("-") or "run"
-        self.progress = create_progress_artifact(0.0, description=f"Training steps of {settings.run_dir}")
+        self.key = run_key(settings)
+        self.progress = None  # created at the first report, by the task that trains
 
     def __call__(self, progress: Progress) -> None:
+        if self.progress is None:
+            self.progress = create_progress_artifact(0.0, description=f"Training steps of {self.settings.run_dir}")
         update_progress_artifact(self.progress, 100.0 * progress.step / progress.total)
         if progress.grid is not None:
             create_image_artifact(

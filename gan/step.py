@@ -73,6 +73,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from gan.augment import diff_augment
@@ -121,6 +122,27 @@ def gan_losses(
         return d_loss, _mean(-fake_logits, global_batch)
     d_loss = _bce(1.0 - label_smoothing, real_logits, global_batch) + _bce(0.0, fake_logits, global_batch)
     return d_loss, _bce(1.0, fake_logits, global_batch)  # non-saturating: G maximises log D(G(z))
+
+
+@contextlib.contextmanager
+def debiased_batch_norm(model: keras.Model, updates: int):
+    """The model's BatchNorm moving statistics bias-corrected for `updates` updates, as Adam's moments.
+
+    They start at mean 0, variance 1 and move 1% a step: after 60 steps the variance is still 55%
+    the initial 1, so early samples came out scaled towards flat grey. Dividing out the initial
+    values' remaining weight (momentum ** updates) gives the average of the batches seen."""
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    stored = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    for layer, (mean, variance) in zip(layers, stored):
+        initial = layer.momentum**updates if updates else 0.0  # no update yet: the initial values are all there is
+        layer.moving_mean.assign((mean / (1.0 - initial)).astype(mean.dtype))
+        layer.moving_variance.assign(np.maximum((variance - initial) / (1.0 - initial), 0.0).astype(variance.dtype))
+    try:
+        yield
+    finally:
+        for layer, (mean, variance) in zip(layers, stored):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
 
 
 class DCGAN:
@@ -296,9 +318,11 @@ class DCGAN:
         return logits, 0.5 * gamma * _mean(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]), global_batch)
 
     def sample(self, noise: tf.Tensor) -> tf.Tensor:
-        """Images in [-1, 1] from the EMA generator when there is one, BatchNorm in inference mode."""
+        """Images in [-1, 1] from the EMA generator when there is one, BatchNorm in inference mode
+        with its moving statistics debiased (`debiased_batch_norm`)."""
         generator = self.generator if self.ema_generator is None else self.ema_generator
-        return generator(noise, training=False)
+        with debiased_batch_norm(generator, int(self.step.numpy())):
+            return generator(noise, training=False)
 
     def checkpoint(self) -> tf.train.Checkpoint:
         """Everything a resumed run needs to continue exactly as if never stopped."""

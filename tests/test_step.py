@@ -79,6 +79,24 @@ def test_ema_trails_the_generator() -> None:
     assert make(ema_decay=None).ema_generator is None
 
 
+
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_early_samples_are_not_flat(ema_decay) -> None:
+    """After 10 steps BatchNorm's moving variance is still 90% its initial 1, several times the
+    activations' own: sampling with it as stored shrinks every layer's output towards flat grey.
+    sample() debiases the statistics, so its spread is that of G in training mode (batch statistics)."""
+    gan = make(ema_decay=ema_decay)
+    losses(gan, 10)
+    generator = gan.generator if ema_decay is None else gan.ema_generator
+    stored = values(generator.non_trainable_weights)
+    noise = tf.random.stateless_normal([16, 8], seed=(5, 6))
+    sampled = gan.sample(noise).numpy().std()
+    as_stored = generator(noise, training=False).numpy().std()
+    assert all(np.array_equal(a, b) for a, b in zip(stored, values(generator.non_trainable_weights), strict=True))
+    in_training = generator(noise, training=True).numpy().std()  # updates the statistics: last
+    assert sampled > 3 * as_stored and 0.5 < sampled / in_training < 2, (sampled, as_stored, in_training)
+
+
 RECIPE = dict(
     ema_decay=0.9, spectral_norm=True, augment="color,translation,cutout", loss="hinge", minibatch_std=True, r1_gamma=1.0
 )

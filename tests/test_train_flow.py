@@ -4,11 +4,13 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 
+from flows.artifacts import TrainingArtifacts, run_key
 from flows.ingest import ingest
 from flows.progress import TrainingProgress
 from flows.train import train
@@ -99,6 +102,54 @@ def test_train_flow_writes_every_output_and_artifact(data_dir, tmp_path):
     assert losses[-1]["step"] == 6 and all(len(repr(value)) <= 12 for value in losses[-1].values()), losses[-1]
     summary = next(a for a in by_type["markdown"] if a.key.endswith("-summary"))
     assert "history.parquet" in summary.data and "ckpt-6" in summary.data
+    # One key per kind, a version per update: grids at steps 0, 3, 6; plots and tables at 3 and 6.
+    key = run_key(settings)
+    assert Counter(a.key for a in artifacts if a.key) == {
+        f"{key}-samples": 3, f"{key}-loss-plot": 2, f"{key}-losses": 2, f"{key}-quality-plot": 1,
+        f"{key}-quality": 1, f"{key}-summary": 1, f"{key}-walk": 1, f"{key}-walk-frames": 1,
+    }  # fmt: skip
+
+    # The phases are task runs of the flow run, in order: its graph in the UI shows them.
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    phases = sorted(tasks, key=lambda run: run.start_time)
+    assert [run.task_key.split("-")[0] for run in phases] == ["stage_data", "train_model", "render_walk", "publish"]
+    assert all(run.state.is_completed() for run in phases)
+    names = [run.name.rsplit("-", 1)[0] for run in phases]
+    assert names == ["stage-data", "train", "render-walk", "publish"], names
+
+
+
+def test_a_retried_run_runs_its_phases_again_and_resumes(data_dir, tmp_path, monkeypatch):
+    """A flow run retried (the UI's Retry reruns the same flow run; here Prefect's flow retries) runs
+    every phase again as new task runs, and training resumes from the failure's checkpoint."""
+    report, failed = TrainingArtifacts.__call__, []
+
+    def lost_after_step_3(self, progress):  # fault injection: after checkpoint 3, once
+        report(self, progress)
+        if progress.step == 3 and not failed:
+            failed.append(progress.step)
+            raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(TrainingArtifacts, "__call__", lost_after_step_3)
+    state = train.with_options(retries=1)(tiny(data_dir, tmp_path / "run", walk_seconds=0), return_state=True)
+    assert failed == [3] and state.is_completed(), state.message
+    assert pd.read_parquet(tmp_path / "run" / "history.parquet")["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    phases = [(run.name.rsplit("-", 1)[0], run.state.type.value) for run in sorted(tasks, key=lambda r: r.start_time)]
+    assert phases == [("stage-data", "COMPLETED"), ("train", "FAILED"),
+                      ("stage-data", "COMPLETED"), ("train", "COMPLETED"), ("publish", "COMPLETED")]  # fmt: skip
+
+
+def test_artifact_keys_are_unique_per_run_directory(tmp_path):
+    keys = {run_key(TrainSettings(run_dir=tmp_path / parent / "My Run")) for parent in ("a", "b")}
+    assert len(keys) == 2 and all(re.fullmatch(r"my-run-[0-9a-f]{6}", key) for key in keys), keys
+    assert run_key(TrainSettings(run_dir=tmp_path / "a" / "My Run")) in keys  # the same directory, the same key
 
 
 def test_artifact_urls_use_the_configured_base(data_dir, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from flows.artifacts import run_key
 from flows.ingest import ingest
 from flows.train import train
 from gan.images import to_uint8
@@ -194,7 +195,8 @@ def test_train_flow_leaves_a_walk_and_its_artifacts(trained_run) -> None:
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
     by_key = {artifact.key: artifact for artifact in artifacts if artifact.key}
-    note = by_key["run-walk"]
+    key = run_key(TrainSettings(run_dir=run))
+    note = by_key[f"{key}-walk"]
     assert note.type == "markdown" and str((run / "walk.mp4").resolve()) in note.data
-    strip = by_key["run-walk-frames"]
+    strip = by_key[f"{key}-walk-frames"]
     assert strip.type == "image" and strip.data.startswith("data:image/jpeg;base64,")
