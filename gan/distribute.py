@@ -5,13 +5,10 @@ with none, every logical CPU (how the tests get two replicas), "one" on a single
 With several, gan/step.py builds every model variable under a `MirroredStrategy` and runs
 the step once per replica; `batch_size` stays the global batch and must split evenly.
 
-The global batch is sliced per replica inside the step instead of going through
-`experimental_distribute_dataset`: the loop's batches, the noise and the DiffAugment draws
-stay one global stream, drawn outside `strategy.run` exactly as on one device, and each
-replica takes the same rows of all of them. A seed thus trains the same images with the
-same noise and augmentations on any number of replicas, and a resume continues that one
-stream. The cost is that the global batch crosses the first device before its shares
-reach the others, a few MB per step, small next to the step itself.
+The global batch, its noise and DiffAugment draws are drawn outside `strategy.run` as on one
+device and sliced per replica inside the step (not `experimental_distribute_dataset`), so a
+seed trains the same images with the same noise on any number of replicas, and a resume
+continues that one stream. docs/training.md, "Inside the model and the step".
 """
 
 from __future__ import annotations

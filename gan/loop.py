@@ -1,20 +1,14 @@
 """The training loop: steps, samples, history, checkpoints and resume, in one run directory.
 
-Crash safety comes from the order of writes. The history is flushed before each
-checkpoint, and a resume truncates the history to the checkpoint's step, so after a
-crash at any point the rerun continues with no duplicate and no missing step.
+Crash safety comes from the order of writes: the history is flushed before each checkpoint,
+and a resume truncates the history to the checkpoint's step, so after a crash at any point
+the rerun continues with no duplicate and no missing step.
 
-The step runs `steps_per_call` steps per call (gan/step.py); a call ends early at the
-next step that samples, evaluates or checkpoints, so all three happen at their steps and a
-resume is as exact as with one step per call. Each call's rows go into the history one per
-step, with how long each step waited for input (`input_s`) and computed (`compute_s`), and
-`on_status` gets the loop's state after every call, for a progress display.
-
-Every `eval_every` steps (and at the last) the samples of a fixed eval noise, one per
-held-out frame (at most `eval_frames`), from the EMA generator when there is one, are
-compared with those frames: SWD per pyramid level and MS-SSIM diversity go into that
-step's history row and quality.png. Evaluation draws from no training RNG, so a run
-with it trains exactly as one without.
+A call of the step runs up to `steps_per_call` steps and ends at the next step that samples,
+evaluates or checkpoints (`call_length`), so those happen at their steps. Every `eval_every`
+steps the samples of a fixed eval noise are compared with held-out frames (SWD, MS-SSIM)
+into that step's history row; evaluation draws from no training RNG, so it changes nothing
+in training. docs/training-loop.md.
 """
 
 from __future__ import annotations
@@ -200,7 +194,7 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
     history.truncate(step)
     noise = fixed_noise(settings)
     writer = tf.summary.create_file_writer(str(run.tensorboard))
-    # The per-step losses go to TensorBoard from Python (~20 us a step): tf.summary's eager ops took ~1 ms.
+    # The per-step losses go to TensorBoard from Python, cheaper than tf.summary's eager ops (docs/training-loop.md).
     losses_log = EventFileWriter(str(run.tensorboard))
 
     def sample(step: int) -> Path:

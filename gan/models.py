@@ -2,31 +2,13 @@
 
 The generator upsamples a small base feature map by 2 per block and the discriminator
 mirrors it, so an image size only has to be divisible by 2**blocks: 180x320 trains with 2
-blocks from 45x80, 96x160 with 4 from 6x10. Kernels are 4x4: divisible by the stride, so
-transposed convolutions overlap evenly and cost 36% less than 5x5. Even overlap does not
-rule out checkerboard (Odena et al. 2016): the generators of benchmarks/quality.py put
-10-450x the real frames' share of power at its frequency, yet under 0.1% of their power,
-and a full-size output Conv2D after the last upsampling (keras-io's DCGAN) scored worse.
-Weights start from N(0, 0.02) as in the DCGAN paper, each layer with its own seed derived
-from `seed`, so two builds with one seed are identical without touching global RNG state.
-
-`dtype` is a Keras dtype policy ("mixed_float16", "mixed_bfloat16") for every layer except
-the outputs, which stay float32: tanh images and D's logits feed float32 losses.
-
-`spectral_norm` wraps D's kernels in `keras.layers.SpectralNormalization` (Miyato et al.
-2018): in training calls it divides each kernel by its largest singular value, estimated by
-one power iteration whose vector `vector_u` is a (non-trainable) weight of D, so a
-checkpoint of D holds it and a resume continues the same estimate.
-
-D's Dropout is `Dropout` below: Keras' Bernoulli mask at about half its cost, which was
-15% of the training step's op time at 96x160 (benchmarks/train.py --ablate).
-
-G's BatchNormalization is `BatchNormalization` below: Keras' layer run by TensorFlow's
-fused kernel, 1.10x the images/s of the training step at 96x160 on CPU (float32, oneDNN).
-
-`minibatch_std` appends, before D's logit, one feature map holding the standard deviation
-of its features across the batch, averaged (Karras et al. 2018, ProGAN, over the whole
-minibatch): real batches are varied, so a generator whose samples look alike is told apart.
+blocks from 45x80, 96x160 with 4 from 6x10. Kernels are 4x4, divisible by the stride, so
+transposed convolutions overlap evenly. Weights start from N(0, 0.02) as in the DCGAN
+paper, each layer with its own seed derived from `seed`, so two builds with one seed are
+identical without touching global RNG state. `dtype` is a Keras dtype policy
+("mixed_float16", "mixed_bfloat16") for every layer except the outputs, which stay float32:
+tanh images and D's logits feed float32 losses. Why these choices: docs/training.md,
+"Inside the model and the step".
 """
 
 from __future__ import annotations

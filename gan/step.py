@@ -1,71 +1,14 @@
 """One DCGAN training step, its state, and what a checkpoint holds.
 
-The step is one `tf.function` with one generator pass and one persistent tape for both
-losses. D is called on the real and on the fake batch separately: that is the least work.
-One call on concat([real, fake]) measured 12-15% fewer images per CPU-second
-(benchmarks/train.py --ablate): G's gradient then runs back through D on the whole
-concatenated batch, the real half with zero gradients, 8 batch-passes of D instead of 7.
+`train_step` is one `tf.function`: one generator pass, D called on the real and on the fake
+batch separately (cheaper than one call on both), one persistent tape for both losses.
+`train_steps` runs it `steps_per_call` times per call into TensorFlow and returns one row
+per step: METRICS, then the seconds it waited for its batch and computed.
 
-Reproducibility: noise comes from a `tf.random.Generator` seeded from the settings and
-every layer (weights, Dropout) is seeded, all of it saved in the checkpoint, so a run and
-its resume draw the same streams. On CPU, steps are bit-exact for a seed on one machine
-and thread setting (tests/test_step.py). `tf.config.experimental.enable_op_determinism()`
-is not called: it is process-global (it also fixes tf.data's order for every pipeline)
-and CPU kernels need nothing from it. On GPU, cuDNN's backprop-filter algorithms and
-atomic reductions make runs differ in the last bits; a caller that needs bit-exact GPU
-runs can enable it before building, at a cost in speed.
-
-Precision: float16 with dynamic loss scaling on a GPU; bfloat16 (float32's range, no
-scaling) on a CPU, where float16 is emulated. "auto" turns it on with a GPU and also on
-CPUs that compute bfloat16 natively (AVX512-BF16, AMX): 1.7x the images per CPU-second
-of float32 at 96x160, whose convolutions already run near the cores' float32 peak.
-Keras 3's LossScaleOptimizer only offers `scale_loss()`; its `apply()` divides the
-gradients of the scaled loss by that scale and skips the update (halving the scale) when
-a gradient is not finite, so the step passes it the scaled loss's gradients unchanged.
-XLA ("auto": GPU only) gave 0.2-0.75x the images per CPU-second of the plain graph on CPU.
-On CPU the convolutions are oneDNN's (gan/__init__.py), also where TensorFlow would not
-choose them. Under oneDNN TensorFlow's graph optimiser logs "remapper failed ... LeakyReluGrad"
-once per trace: its Conv2D + BiasAdd + LeakyRelu fusion cannot keep the BiasAdd that D's
-LeakyReLU gradient reads, so it leaves the graph unfused; a D whose LeakyReLU fuses
-(max(x, 0.2x)) trained no faster, so the layer stays Keras' own.
-
-Several steps per call (`steps_per_call`, Keras' `steps_per_execution`): `train_steps` is
-one `tf.function` that draws K batches from the dataset iterator and runs the step on each,
-returning the K steps' metrics stacked, so Python waits on the device once per K steps and
-a GPU is never idle while the host writes a history row. It stamps each step in the graph:
-how long the step waited for its batch and how long it then computed. The step itself is
-its own (XLA-compiled with `jit_compile`) function, called K times in the loop; images
-arrive as uint8 and are scaled to [-1, 1] there, on the device.
-
-Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for G) or
-"hinge" (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); `spectral_norm` on D;
-`augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
-augmented fakes; `minibatch_std` (gan/models.py); `r1_gamma`, the R1 penalty, computed
-on D's (augmented) real inputs in the same pass that gives their logits and added to
-d_loss, so the history's d_loss includes it; `lr_decay` for both optimisers.
-Augmentations draw from their own `tf.random.Generator`, in the checkpoint like the noise's.
-
-Several devices (`devices`, gan/distribute.py): models, optimisers, EMA and step counter
-are built under a `MirroredStrategy`, so their variables are `MirroredVariable`s, which
-a checkpoint saves as ordinary variables: checkpoints of 1 and N replicas are the same
-and restore into each other. The noise and DiffAugment draws are made for the global
-batch outside `strategy.run` (the RNGs are plain variables, used only there) and each
-replica takes its rows. Each replica's losses are its per-example losses summed and
-divided by the GLOBAL batch (`tf.nn.compute_average_loss`), so its gradients are its
-share of the global loss's; Keras 3's TF optimizer sums them across replicas
-(`_all_reduce_sum_gradients`, an all-reduce SUM in `apply`'s replica context) before the
-update, which is then the single-device update. Metrics are those shares, summed.
-The generator's BatchNorm is made `synchronized` with several replicas only: its
-statistics are then the global batch's, as on one device, and its moving averages stay
-equal on all replicas (Keras updates them per replica). On one device it stays as is:
-synchronized BatchNorm computes the variance as E[x^2] - E[x]^2, not bit-identical to
-`tf.nn.moments`. The EMA and BatchNorm copies are updated per replica from identical
-values, with no communication. Dropout differs: Keras draws its masks per replica from
-the layer's seed, so replicas repeat one mask pattern over their shares, where one
-device draws one mask for the whole batch (the equivalence test sets dropout to 0).
-With float16, replicas agree on skipping a step with non-finite gradients
-(distribute.agree_on_finite). XLA is off with several replicas, as Keras 3 turns it off
-under tf.distribute.
+Noise and DiffAugment draws come from `tf.random.Generator`s seeded from the settings, every
+layer is seeded, and all of it is in the checkpoint, so a resume draws the same streams.
+How precision, XLA, determinism and several devices work here: docs/training.md, "Inside
+the model and the step"; what each choice measured: docs/training-speed.md.
 """
 
 from __future__ import annotations
@@ -84,7 +27,7 @@ Draws = tf.random.Generator | Replay | None  # DiffAugment's randomness: one dev
 METRICS = ("g_loss", "d_loss", "d_real", "d_fake")  # what a step returns, and the order of train_steps' columns
 
 
-GPU_STEPS_PER_CALL = 16  # "auto" with a GPU: spreads a call's fixed host cost (~0.7 ms, benchmarks/train.py --loop) thin
+GPU_STEPS_PER_CALL = 16  # "auto" with a GPU: spreads each call's fixed host cost thin (docs/training-loop.md)
 
 
 def _resolve(choice: str, default: bool) -> bool:
@@ -165,7 +108,8 @@ class DCGAN:
         if self.strategy is not None:
             for layer in self.generator.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.synchronized = True  # read at each call: the global batch's statistics
+                    # Read at each call: the global batch's statistics, as on one device.
+                    layer.synchronized = True
 
         self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
         self.d_optimizer = self._optimizer(settings.d_lr, self.discriminator)
@@ -257,6 +201,7 @@ class DCGAN:
             fake_logits = self.discriminator(fake, training=True)
             d_loss, g_loss = gan_losses(s.loss, real_logits, fake_logits, s.label_smoothing, global_batch)
             d_loss += r1
+            # Float16 only: `apply` below unscales these gradients and skips a step whose are not finite.
             d_scaled = self.d_optimizer.scale_loss(d_loss)
             g_scaled = self.g_optimizer.scale_loss(g_loss)
         d_grads = tape.gradient(d_scaled, d_vars)

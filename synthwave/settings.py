@@ -255,13 +255,8 @@ class TrainSettings(Strict):
     g_filters: int = Field(256, gt=0, description="Channels of the generator's first block")
     d_filters: int = Field(64, gt=0, description="Channels of the discriminator's first block")
     max_blocks: int = Field(4, ge=1, le=6, description="Most up/down-sampling blocks")
-    # Defaults: the article's final learning rates (G 1e-3, D 1e-4) with D's Dropout at 0.3 (the
-    # article's 0.5), one-sided label smoothing 0.1 (Salimans et al. 2016), lrs decaying linearly
-    # to 0 over the whole run and a generator EMA of 0.99: 0.66x the article's SWD in
-    # benchmarks/quality.py at 10000 steps, 0.82x at 5000, on five seeds (README, "Quality
-    # results"; a D lr of 2e-4 measured 0.78x at 5000, within the noise of its five seeds);
-    # the DCGAN paper's 2e-4 for both nets measured 1.5x worse there, and a D lr of 4e-4 gave
-    # finer texture but fewer modes.
+    # Defaults: the article's learning rates in the recipe benchmarks/quality.py chose (Dropout 0.3,
+    # label smoothing 0.1, decaying lrs, EMA 0.99); its figures and the rejected ones: docs/quality.md.
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after each of D's blocks (the article's: 0.5)")
     g_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Generator's Adam lr (the article's)")
     d_lr: float = Field(
