@@ -12,9 +12,9 @@ one fixed batch, so only the step differs:
             Keras' Dropout and BatchNormalization layers as the article wrote it;
   tutorial  the same under @tf.function, as in tensorflow.org/tutorials/generative/dcgan;
   project   gan.step.DCGAN.train_step with default TrainSettings (bfloat16 on CPUs
-            that compute it natively), gan.models.Dropout, which draws the same
-            Bernoulli masks at about half of Keras' cost (in bfloat16), and
-            gan.models.BatchNormalization, Keras' layer on TensorFlow's fused kernel.
+            that compute it natively), gan.layers.Uint16Dropout (Keras' Bernoulli
+            masks from 16-bit draws) and gan.layers.FusedBatchNorm (Keras' layer on
+            TensorFlow's fused kernel).
 Kernels are process-wide and chosen before TensorFlow loads. This process has the
 project's (importing gan turns on oneDNN's, gan/__init__.py); a second process, with
 TF_ENABLE_ONEDNN_OPTS empty, has TensorFlow's own choice for this CPU (oneDNN only on
@@ -56,7 +56,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
-from gan.models import BatchNormalization, Dropout, build_discriminator, build_generator  # noqa: E402
+from gan.layers import FusedBatchNorm, Uint16Dropout  # noqa: E402
+from gan.models import build_discriminator, build_generator  # noqa: E402
 from gan.step import DCGAN, GPU_STEPS_PER_CALL, _bce, native_bfloat16  # noqa: E402
 from synthwave.settings import TrainSettings  # noqa: E402
 
@@ -74,13 +75,13 @@ def settings(**overrides: object) -> TrainSettings:
 
 
 def as_written(model: keras.Model) -> keras.Model:
-    """The model with Keras' own layers where gan.models has faster ones (Dropout, BatchNormalization),
+    """The model with Keras' own layers where gan.layers has its own (Uint16Dropout, FusedBatchNorm),
     as the article and the tutorial write them."""
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, Dropout):
+        if isinstance(layer, Uint16Dropout):
             return keras.layers.Dropout(layer.rate, dtype=layer.dtype_policy)
-        if isinstance(layer, BatchNormalization):
+        if isinstance(layer, FusedBatchNorm):
             return keras.layers.BatchNormalization.from_config(layer.get_config())
         return layer.__class__.from_config(layer.get_config())
 
