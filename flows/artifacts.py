@@ -24,7 +24,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from gan.loop import Progress
+from gan.loop import RunUpdate
 from synthwave.settings import TrainSettings
 
 # The losses table shows what a person reads while training runs; the rest is in history.parquet.
@@ -33,9 +33,9 @@ INLINE_WIDTH = 768  # inlined images are shrunk to keep the artifact small in th
 
 
 def image_url(path: Path, settings: TrainSettings) -> str:
-    if settings.artifact_base_url:
+    if settings.outputs.artifact_base_url:
         relative = path.resolve().relative_to(settings.run_dir.resolve()).as_posix()
-        return f"{settings.artifact_base_url.rstrip('/')}/{relative}"
+        return f"{settings.outputs.artifact_base_url.rstrip('/')}/{relative}"
     image = Image.open(path).convert("RGB")
     if image.width > INLINE_WIDTH:
         image = image.resize((INLINE_WIDTH, round(image.height * INLINE_WIDTH / image.width)))
@@ -52,7 +52,7 @@ class TrainingArtifacts:
         self.key = re.sub(r"[^a-z0-9]+", "-", settings.run_dir.resolve().name.lower()).strip("-") or "run"
         self.progress = create_progress_artifact(0.0, description=f"Training steps of {settings.run_dir}")
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, progress: RunUpdate) -> None:
         update_progress_artifact(self.progress, 100.0 * progress.step / progress.total)
         if progress.grid is not None:
             create_image_artifact(
@@ -73,7 +73,7 @@ class TrainingArtifacts:
         if progress.evaluated:
             self._quality(progress)
 
-    def _quality(self, progress: Progress) -> None:
+    def _quality(self, progress: RunUpdate) -> None:
         """The SWD plot, a table of every evaluation, and a log line (a warning on mode collapse)."""
         create_image_artifact(
             image_url(progress.run.quality_plot, self.settings),
@@ -93,7 +93,7 @@ class TrainingArtifacts:
         else:
             get_run_logger().info(line)
 
-    def summary(self, progress: Progress) -> None:
+    def summary(self, progress: RunUpdate) -> None:
         run = progress.run
         checkpoints = sorted(run.checkpoints.glob("ckpt-*.index"))
         last = progress.history.iloc[-1] if progress.history is not None and len(progress.history) else None
@@ -110,7 +110,7 @@ class TrainingArtifacts:
             *(f"| checkpoint | `{path.with_suffix('').resolve()}` |" for path in checkpoints),
         ]
         if last is not None:
-            waiting = input_share(progress.history, self.settings.batch_size)
+            waiting = input_share(progress.history, self.settings.schedule.batch_size)
             lines += ["", f"Last step: g_loss {last.g_loss:.4f}, d_loss {last.d_loss:.4f}, "
                       f"D(x) {last.d_real:.3f}, D(G(z)) {last.d_fake:.3f}, {last.images_per_s:.1f} images/s.",
                       "", f"Waiting for input: {waiting:.0%} of the training time (input-bound when large: "
@@ -128,9 +128,9 @@ class TrainingArtifacts:
         """The UI cannot play a video: a note linking it (or naming its path) and a strip of its frames."""
         settings = self.settings
         # image_url only reads the file to inline it; with a base URL it is the file's URL, video or not.
-        where = f"[{video.name}]({image_url(video, settings)})" if settings.artifact_base_url else f"`{video.resolve()}`"
+        where = f"[{video.name}]({image_url(video, settings)})" if settings.outputs.artifact_base_url else f"`{video.resolve()}`"
         create_markdown_artifact(
-            f"# Latent walk\n\n{settings.walk_seconds:g} s through the latent space of the last checkpoint: {where} "
+            f"# Latent walk\n\n{settings.outputs.walk_seconds:g} s through the latent space of the last checkpoint: {where} "
             f"(MPEG-4: VLC, mpv, QuickTime). Longer or larger: `synthwave walk --run-dir {settings.run_dir} --help`.",
             key=f"{self.key}-walk", description="Latent walk video",
         )  # fmt: skip

@@ -12,8 +12,7 @@ from prefect import flow, get_run_logger
 from flows.artifacts import TrainingArtifacts, input_share
 from flows.progress import TrainingProgress
 from gan.index import load_index, verify_shards
-from gan.loop import check_image_size
-from gan.loop import train as train_loop
+from gan.loop import check_image_size, run_training
 from gan.walk import FILENAME, STRIP_FILENAME, save_strip, write_walk
 from synthwave.settings import TrainSettings, WalkSettings
 from tasks.storage import RunMirror, stage_dataset
@@ -36,18 +35,18 @@ def train(settings: TrainSettings = TrainSettings()) -> str:
     verify_shards(settings.data_dir, index)  # a damaged shard is named now, not as a DataLossError mid-run
     logger.info("training on %d frames of %s from %d shards", index.frames, index.shape, len(index.shards))
     artifacts = TrainingArtifacts(settings)
-    progress = artifacts if mirror is None else mirror.after(artifacts)  # uploads after each checkpoint
+    on_update = artifacts if mirror is None else mirror.after(artifacts)  # uploads after each checkpoint
     with TrainingProgress(logger) as display:
-        final = train_loop(settings, index.shards, index.shape, index.frames, on_progress=progress,
-                           holdout=index.holdout, on_status=display)  # fmt: skip
+        final = run_training(settings, index.shards, index.shape, index.frames, on_update=on_update,
+                             holdout=index.holdout, on_status=display)  # fmt: skip
     artifacts.summary(final)
     if final.history is not None:
-        waiting = input_share(final.history, settings.batch_size)
+        waiting = input_share(final.history, settings.schedule.batch_size)
         logger.info("%.0f%% of the training time was spent waiting for input", 100 * waiting)
-    if settings.walk_seconds:
-        logger.info("rendering a %g s latent walk at %dx%d", settings.walk_seconds, *index.shape[:2])
+    if settings.outputs.walk_seconds:
+        logger.info("rendering a %g s latent walk at %dx%d", settings.outputs.walk_seconds, *index.shape[:2])
         video = write_walk(WalkSettings(
-            run_dir=final.run.root, out=final.run.root / FILENAME, seconds=settings.walk_seconds,
+            run_dir=final.run.root, out=final.run.root / FILENAME, seconds=settings.outputs.walk_seconds,
             size=index.shape[:2], seed=settings.seed,
         ))  # fmt: skip
         artifacts.walk(video, save_strip(video, final.run.root / STRIP_FILENAME))

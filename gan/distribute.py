@@ -17,33 +17,33 @@ import functools
 
 import tensorflow as tf
 
-from synthwave.settings import TrainSettings
+from synthwave.settings import RuntimeSettings
 
 
 class ReplicaError(ValueError):
     """The settings cannot train on several replicas: a batch they cannot share, or XLA."""
 
 
-def replica_devices(settings: TrainSettings) -> list[str]:
+def replica_devices(runtime: RuntimeSettings, batch_size: int) -> list[str]:
     """The devices a run's replicas run on: none for a single device, else two or more.
 
     Refuses a batch size the replicas cannot share equally, and XLA, which Keras 3 also turns
     off under tf.distribute (and which cannot reach a second CPU's variables)."""
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    if settings.devices == "one":
+    if runtime.devices == "one":
         return []
-    if settings.devices == "all":
+    if runtime.devices == "all":
         names = gpus or [device.name for device in tf.config.list_logical_devices("CPU")]
     else:
         names = gpus
     if len(names) < 2:
         return []
-    if settings.batch_size % len(names):
+    if batch_size % len(names):
         raise ReplicaError(
-            f"batch_size {settings.batch_size} does not split over {len(names)} replicas ({', '.join(names)}): "
+            f"batch_size {batch_size} does not split over {len(names)} replicas ({', '.join(names)}): "
             f"set --batch-size to a multiple of {len(names)}, or --devices one"
         )
-    if settings.jit_compile == "on":
+    if runtime.jit_compile == "on":
         raise ReplicaError(
             f"jit_compile on does not work across {len(names)} replicas: set --jit-compile auto (off with "
             f"replicas), or --devices one"

@@ -14,7 +14,6 @@ tanh images and D's logits feed float32 losses. Why these choices: docs/training
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from gan.layers import FusedBatchNorm, MinibatchStdDev, Uint16Dropout

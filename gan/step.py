@@ -72,52 +72,51 @@ class DCGAN:
     def __init__(self, settings: TrainSettings, image_shape: tuple[int, int, int]) -> None:
         self.settings = settings
         self.image_shape = tuple(image_shape)
+        runtime = settings.runtime
         gpu = bool(tf.config.list_physical_devices("GPU"))
-        mixed = _resolve(settings.mixed_precision, gpu or native_bfloat16())
+        mixed = _resolve(runtime.mixed_precision, gpu or native_bfloat16())
         self.dtype_policy = ("mixed_float16" if gpu else "mixed_bfloat16") if mixed else None
-        devices = replica_devices(settings)
+        devices = replica_devices(runtime, settings.schedule.batch_size)
         self.strategy = mirrored(tuple(devices)) if devices else None
-        self.jit_compile = _resolve(settings.jit_compile, gpu) and self.strategy is None
+        self.jit_compile = _resolve(runtime.jit_compile, gpu) and self.strategy is None
         auto_steps = GPU_STEPS_PER_CALL if gpu else 1
-        self.steps_per_call = auto_steps if settings.steps_per_call == "auto" else settings.steps_per_call
+        self.steps_per_call = auto_steps if runtime.steps_per_call == "auto" else runtime.steps_per_call
         with self.strategy.scope() if self.strategy else contextlib.nullcontext():
             self._build()
         # Outside the scope: the RNGs draw for the global batch, outside strategy.run.
         self.noise_rng = tf.random.Generator.from_seed(settings.seed)
-        self.augment_rng = tf.random.Generator.from_seed(settings.seed + 2) if settings.augment else None
+        self.augment_rng = tf.random.Generator.from_seed(settings.seed + 2) if settings.model.augment else None
         self.train_step = tf.function(self._train_step, reduce_retracing=True, jit_compile=self.jit_compile)
         self.train_steps = tf.function(self._train_steps)  # not XLA: it reads the dataset iterator
 
     def _build(self) -> None:
-        settings = self.settings
+        model, seed = self.settings.model, self.settings.seed
 
         def generator() -> keras.Model:
             return build_generator(
-                self.image_shape, settings.latent_dim, settings.g_filters, settings.max_blocks,
-                seed=settings.seed, dtype=self.dtype_policy,
+                self.image_shape, model.latent_dim, model.g_filters, model.max_blocks, seed=seed, dtype=self.dtype_policy,
             )  # fmt: skip
 
         self.generator = generator()
         self.discriminator = build_discriminator(
-            self.image_shape, settings.d_filters, settings.max_blocks, settings.dropout,
-            seed=settings.seed + 1, dtype=self.dtype_policy, spectral_norm=settings.spectral_norm,
-            minibatch_std=settings.minibatch_std,
+            self.image_shape, model.d_filters, model.max_blocks, self.settings.optimisation.dropout, seed=seed + 1,
+            dtype=self.dtype_policy, spectral_norm=model.spectral_norm, minibatch_std=model.minibatch_std,
         )  # fmt: skip
         # Same seeds: the EMA starts equal to the generator.
-        self.ema_generator = generator() if settings.ema_decay is not None else None
+        self.ema_generator = generator() if model.ema_decay is not None else None
         if self.strategy is not None:
             for layer in self.generator.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     # Read at each call: the global batch's statistics, as on one device.
                     layer.synchronized = True
 
-        self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
-        self.d_optimizer = self._optimizer(settings.d_lr, self.discriminator)
+        self.g_optimizer = self._optimizer(self.settings.optimisation.g_lr, self.generator)
+        self.d_optimizer = self._optimizer(self.settings.optimisation.d_lr, self.discriminator)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
 
     def _optimizer(self, lr: float, model: keras.Model) -> keras.optimizers.Optimizer:
-        s = self.settings
-        optimizer = keras.optimizers.Adam(lr, beta_1=s.beta_1, beta_2=s.beta_2)
+        adam = self.settings.optimisation
+        optimizer = keras.optimizers.Adam(lr, beta_1=adam.beta_1, beta_2=adam.beta_2)
         if self.dtype_policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         # Built now, so a checkpoint restores its slots immediately instead of deferring them.
@@ -145,8 +144,8 @@ class DCGAN:
     def _train_step(self, real: tf.Tensor) -> dict[str, tf.Tensor]:
         """One update of D and G on a global batch of real images: uint8, or float in [-1, 1]."""
         batch = tf.shape(real)[0]
-        noise = self.noise_rng.normal([batch, self.settings.latent_dim])
-        if self.settings.lr_decay:
+        noise = self.noise_rng.normal([batch, self.settings.model.latent_dim])
+        if self.settings.optimisation.lr_decay:
             self._decay_learning_rates()
         if self.strategy is None:
             metrics = self._replica_step(real, noise, batch, self.augment_rng, self.augment_rng)
@@ -169,14 +168,14 @@ class DCGAN:
         rate variables, from the checkpointed step: a checkpoint holds the same variables with
         or without decay, and a resume continues the schedule."""
         s = self.settings
-        decay_steps = max(1, round(s.steps * s.lr_decay))
-        left = tf.clip_by_value((s.steps - tf.cast(self.step, tf.float32)) / decay_steps, 0.0, 1.0)
-        self.g_optimizer.learning_rate = s.g_lr * left
-        self.d_optimizer.learning_rate = s.d_lr * left
+        decay_steps = max(1, round(s.schedule.steps * s.optimisation.lr_decay))
+        left = tf.clip_by_value((s.schedule.steps - tf.cast(self.step, tf.float32)) / decay_steps, 0.0, 1.0)
+        self.g_optimizer.learning_rate = s.optimisation.g_lr * left
+        self.d_optimizer.learning_rate = s.optimisation.d_lr * left
 
     def _record_augment(self, images: tf.Tensor) -> list[tf.Tensor]:
         recorder = Recorder(self.augment_rng)
-        diff_augment(images, self.settings.augment, recorder)
+        diff_augment(images, self.settings.model.augment, recorder)
         return recorder.draws
 
     def _replicated(self, real: tf.Tensor, noise: tf.Tensor, draws: tuple, batch: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -195,11 +194,11 @@ class DCGAN:
         with tf.GradientTape(persistent=True) as tape:
             fake = self.generator(noise, training=True)
             if real_rng is not None:
-                real = diff_augment(real, s.augment, real_rng)
-                fake = diff_augment(fake, s.augment, fake_rng)
+                real = diff_augment(real, s.model.augment, real_rng)
+                fake = diff_augment(fake, s.model.augment, fake_rng)
             real_logits, r1 = self._real_logits(real, global_batch)
             fake_logits = self.discriminator(fake, training=True)
-            d_loss, g_loss = gan_losses(s.loss, real_logits, fake_logits, s.label_smoothing, global_batch)
+            d_loss, g_loss = gan_losses(s.optimisation.loss, real_logits, fake_logits, s.optimisation.label_smoothing, global_batch)
             d_loss += r1
             # Float16 only: `apply` below unscales these gradients and skips a step whose are not finite.
             d_scaled = self.d_optimizer.scale_loss(d_loss)
@@ -215,7 +214,7 @@ class DCGAN:
             # Warm-up (NVlabs' ema_rampup idea): the first steps' EMA follows G closely, so early
             # samples show what G has learnt instead of its initial, near-constant output.
             done = tf.cast(self.step, tf.float32)
-            decay = tf.minimum(self.settings.ema_decay, (1.0 + done) / (10.0 + done))
+            decay = tf.minimum(self.settings.model.ema_decay, (1.0 + done) / (10.0 + done))
             for ema, raw in zip(self.ema_generator.weights, self.generator.weights, strict=True):
                 # Weights move toward the generator; BatchNorm statistics are copied, as in NVlabs' code.
                 ema.assign(raw + decay * (ema - raw) if raw.trainable else raw)
@@ -229,7 +228,7 @@ class DCGAN:
     def _real_logits(self, real: tf.Tensor, global_batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """D's logits on the real batch and the R1 penalty (Mescheder et al. 2018): r1_gamma / 2
         times the mean squared norm of D's gradient at the real images, 0 when off."""
-        gamma = self.settings.r1_gamma
+        gamma = self.settings.optimisation.r1_gamma
         if not gamma:
             return self.discriminator(real, training=True), tf.constant(0.0)
         with tf.GradientTape() as tape:
