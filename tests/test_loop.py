@@ -12,8 +12,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import gan.loop
-from gan.loop import Status, call_length
-from gan.loop import run_training
+from gan.loop import Status, call_length, run_training
 from gan.step import DCGAN, GPU_STEPS_PER_CALL
 from synthwave.settings import FrameSettings, TrainSettings
 from tasks.shards import write_video_shards

@@ -25,8 +25,7 @@ from flows.train import train
 import gan.loop
 from gan.history import COLUMNS
 from gan.index import DatasetError, Holdout, load_index
-from gan.loop import NonFiniteLoss, Status, generate
-from gan.loop import run_training
+from gan.loop import NonFiniteLoss, Status, generate, run_training
 from gan.run import _LEGACY_MODEL_SETTINGS, RunDirError
 from gan.step import DCGAN
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
