@@ -52,7 +52,7 @@ from gan import fid  # noqa: E402
 from gan.data import holdout_images  # noqa: E402
 from gan.index import load_index  # noqa: E402
 from gan.history import SWD_LEVELS  # noqa: E402
-from gan.loop import evaluate, restore, samples, train  # noqa: E402
+from gan.loop import evaluate, restore, run_training, samples  # noqa: E402
 from gan.metrics import mode_collapse, ms_ssim_diversity  # noqa: E402
 from synthwave.atomic import atomic_open  # noqa: E402
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings  # noqa: E402
@@ -102,7 +102,7 @@ def final_quality(
     gan = restore(run_dir)
     rows, first_fid = [], {}
     for draw in range(draws):
-        noise = tf.random.Generator.from_seed(DRAW_SEED + draw).normal([len(real), gan.settings.latent_dim])
+        noise = tf.random.Generator.from_seed(DRAW_SEED + draw).normal([len(real), gan.settings.model.latent_dim])
         fake = samples(gan, noise)
         rows.append(evaluate(fake, real, real_ms_ssim))
         if draw == 0 and fid_score is not None:
@@ -117,7 +117,7 @@ def run(
     """Train (or reuse a finished run) and return its final quality and wall time."""
     index = load_index(settings.data_dir)
     start = time.perf_counter()
-    final = train(settings, index.shards, index.shape, index.frames, holdout=index.holdout)
+    final = run_training(settings, index.shards, index.shape, index.frames, holdout=index.holdout)
     seconds = time.perf_counter() - start
     quality = final_quality(settings.run_dir, real, real_ms_ssim, draws, fid_score)
     levels = [quality[f"swd_l{level}"] for level in range(SWD_LEVELS) if f"swd_l{level}" in quality]
@@ -192,13 +192,13 @@ def main() -> None:
     )  # fmt: skip
     recipe = parse_recipe(args.recipe)
     setups = {"a (article)": {**common, **ARTICLE}, "b (recipe)": {**common, **recipe}}
-    print("(b) recipe: " + ", ".join(f"{key}={getattr(TrainSettings(**setups['b (recipe)']), key)}" for key in KEYS))
+    print("(b) recipe: " + ", ".join(f"{key}={TrainSettings(**setups['b (recipe)']).flat()[key]}" for key in KEYS))
     results: dict[str, list[dict]] = {name: [] for name in setups}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name, values in setups.items():
             settings = TrainSettings(**values, seed=seed)
             tag = "article" if name.startswith("a") else "recipe"
-            settings = settings.model_copy(update={"run_dir": root / f"run-{tag}-{settings.digest()}"})
+            settings = settings.updated(run_dir=root / f"run-{tag}-{settings.digest()}")
             results[name].append(run(name, settings, held, held_ms_ssim, args.draws, fid_score))
 
     mean = {name: statistics.mean(r["swd"] for r in runs) for name, runs in results.items()}

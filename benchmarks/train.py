@@ -12,9 +12,9 @@ one fixed batch, so only the step differs:
             Keras' Dropout and BatchNormalization layers as the article wrote it;
   tutorial  the same under @tf.function, as in tensorflow.org/tutorials/generative/dcgan;
   project   gan.step.DCGAN.train_step with default TrainSettings (bfloat16 on CPUs
-            that compute it natively), gan.models.Dropout, which draws the same
-            Bernoulli masks at about half of Keras' cost (in bfloat16), and
-            gan.models.BatchNormalization, Keras' layer on TensorFlow's fused kernel.
+            that compute it natively), gan.layers.Uint16Dropout (Keras' Bernoulli
+            masks from 16-bit draws) and gan.layers.FusedBatchNorm (Keras' layer on
+            TensorFlow's fused kernel).
 Kernels are process-wide and chosen before TensorFlow loads. This process has the
 project's (importing gan turns on oneDNN's, gan/__init__.py); a second process, with
 TF_ENABLE_ONEDNN_OPTS empty, has TensorFlow's own choice for this CPU (oneDNN only on
@@ -29,7 +29,7 @@ images per wall second (what the targets are set on) and per CPU second of this 
 so those rows run in subprocesses, one after the other. The project's step is given uint8
 batches, as the loop gives it (it scales them itself); the other two float32 ones.
 
---loop times gan.loop.train around a tiny model (16x16 images, batch 4) on an in-memory
+--loop times gan.loop.run_training around a tiny model (16x16 images, batch 4) on an in-memory
 dataset, at 1 step per call and at the GPU default, against the same steps in one call
 with nothing around them (best of the rounds): the difference is the loop's host work per
 step (target <= 0.2 ms). --reader times gan.data.image_dataset alone on shards of VIDEO's frames at 180x320,
@@ -56,7 +56,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
-from gan.models import BatchNormalization, Dropout, build_discriminator, build_generator  # noqa: E402
+from gan.layers import FusedBatchNorm, Uint16Dropout  # noqa: E402
+from gan.models import build_discriminator, build_generator  # noqa: E402
 from gan.step import DCGAN, GPU_STEPS_PER_CALL, _bce, native_bfloat16  # noqa: E402
 from synthwave.settings import TrainSettings  # noqa: E402
 
@@ -74,13 +75,13 @@ def settings(**overrides: object) -> TrainSettings:
 
 
 def as_written(model: keras.Model) -> keras.Model:
-    """The model with Keras' own layers where gan.models has faster ones (Dropout, BatchNormalization),
+    """The model with Keras' own layers where gan.layers has its own (Uint16Dropout, FusedBatchNorm),
     as the article and the tutorial write them."""
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, Dropout):
+        if isinstance(layer, Uint16Dropout):
             return keras.layers.Dropout(layer.rate, dtype=layer.dtype_policy)
-        if isinstance(layer, BatchNormalization):
+        if isinstance(layer, FusedBatchNorm):
             return keras.layers.BatchNormalization.from_config(layer.get_config())
         return layer.__class__.from_config(layer.get_config())
 
@@ -90,14 +91,15 @@ def as_written(model: keras.Model) -> keras.Model:
 def two_tape_step(shape: Shape) -> Step:
     """The tutorial's train_step on the project's models: two tapes, D called twice, float32."""
     s = settings()
-    generator = as_written(build_generator(shape, s.latent_dim, s.g_filters, s.max_blocks, seed=s.seed))
-    discriminator = as_written(build_discriminator(shape, s.d_filters, s.max_blocks, s.dropout, seed=s.seed + 1))
-    g_opt = keras.optimizers.Adam(s.g_lr, beta_1=s.beta_1, beta_2=s.beta_2)
-    d_opt = keras.optimizers.Adam(s.d_lr, beta_1=s.beta_1, beta_2=s.beta_2)
+    m, o = s.model, s.optimisation
+    generator = as_written(build_generator(shape, m.latent_dim, m.g_filters, m.max_blocks, seed=s.seed))
+    discriminator = as_written(build_discriminator(shape, m.d_filters, m.max_blocks, o.dropout, seed=s.seed + 1))
+    g_opt = keras.optimizers.Adam(o.g_lr, beta_1=o.beta_1, beta_2=o.beta_2)
+    d_opt = keras.optimizers.Adam(o.d_lr, beta_1=o.beta_1, beta_2=o.beta_2)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
 
     def step(real: tf.Tensor) -> dict[str, tf.Tensor]:
-        noise = tf.random.normal([BATCH, s.latent_dim])
+        noise = tf.random.normal([BATCH, m.latent_dim])
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = generator(noise, training=True)
             real_out = discriminator(real, training=True)
@@ -119,10 +121,10 @@ class ConcatDCGAN(DCGAN):
         g_vars, d_vars = self.generator.trainable_variables, self.discriminator.trainable_variables
         batch = tf.shape(real)[0]
         with tf.GradientTape(persistent=True) as tape:
-            fake = self.generator(self.noise_rng.normal([batch, self.settings.latent_dim]), training=True)
+            fake = self.generator(self.noise_rng.normal([batch, self.settings.model.latent_dim]), training=True)
             logits = self.discriminator(tf.concat([real, fake], 0), training=True)
             real_logits, fake_logits = logits[:batch], logits[batch:]
-            d_loss = _bce(1.0 - self.settings.label_smoothing, real_logits) + _bce(0.0, fake_logits)
+            d_loss = _bce(1.0 - self.settings.optimisation.label_smoothing, real_logits) + _bce(0.0, fake_logits)
             g_loss = _bce(1.0, fake_logits)
         self.d_optimizer.apply(tape.gradient(d_loss, d_vars), d_vars)
         self.g_optimizer.apply(tape.gradient(g_loss, g_vars), g_vars)
@@ -136,7 +138,7 @@ class KerasDropoutDCGAN(DCGAN):
     def __init__(self, settings: TrainSettings, image_shape: Shape) -> None:
         super().__init__(settings, image_shape)
         self.discriminator = as_written(self.discriminator)
-        self.d_optimizer = self._optimizer(settings.d_lr, self.discriminator)
+        self.d_optimizer = self._optimizer(settings.optimisation.d_lr, self.discriminator)
 
 
 class KerasBatchNormDCGAN(DCGAN):
@@ -145,7 +147,7 @@ class KerasBatchNormDCGAN(DCGAN):
     def __init__(self, settings: TrainSettings, image_shape: Shape) -> None:
         super().__init__(settings, image_shape)
         self.generator = as_written(self.generator)
-        self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
+        self.g_optimizer = self._optimizer(settings.optimisation.g_lr, self.generator)
 
 
 @dataclass
@@ -213,7 +215,7 @@ def data_rate(pattern: str, batches: int) -> float:
     if not paths:
         raise SystemExit(f"--shards {pattern!r} matches no files")
     s = settings()
-    iterator = iter(image_dataset(paths, BATCH, shuffle_buffer=s.shuffle_buffer, seed=s.seed, repeat=True))
+    iterator = iter(image_dataset(paths, BATCH, shuffle_buffer=s.schedule.shuffle_buffer, seed=s.seed, repeat=True))
     for _ in range(3):  # fill the shuffle buffer and let AUTOTUNE settle
         next(iterator)
     start = time.perf_counter()
@@ -229,7 +231,7 @@ LOOP = dict(batch_size=4, latent_dim=8, g_filters=32, d_filters=8, max_blocks=2,
 
 def loop_overhead(steps_per_call: list[int], rounds: int, steps: int) -> tuple[Times, dict[int, Times]]:
     """(wall, CPU) milliseconds per step of the tiny model's steps run back to back in one call (the
-    bare step), and of gan.loop.train at each steps_per_call: the best of interleaved rounds, the
+    bare step), and of gan.loop.run_training at each steps_per_call: the best of interleaved rounds, the
     one other jobs on the machine disturbed least (a median of a few rounds follows them). The loop
     is timed between its first and last `on_status`, after the first call's tracing and before the
     last step's grid and checkpoint; the dataset is in memory, so only the loop's own work differs.
@@ -261,7 +263,7 @@ def loop_overhead(steps_per_call: list[int], rounds: int, steps: int) -> tuple[T
             with tempfile.TemporaryDirectory() as run_dir:
                 settings = TrainSettings(**LOOP, run_dir=run_dir, steps=steps, sample_every=steps,
                                          checkpoint_every=steps, steps_per_call=k)  # fmt: skip
-                loop.train(settings, [], LOOP_SHAPE, 64, on_status=lambda s: seen.append((s.step, clocks())))
+                loop.run_training(settings, [], LOOP_SHAPE, 64, on_status=lambda s: seen.append((s.step, clocks())))
             (first, began), (last, ended) = seen[0], seen[-1]
             looped[k].append(per_step(began, ended, last - first))
 
@@ -291,7 +293,7 @@ def reader_rates(video: str, seconds: float = 3.0) -> dict[str, tuple[float, flo
             paths = [str(Path(out) / image_format / shard["file"]) for shard in manifest["shards"]]
             frame_kb = sum(Path(path).stat().st_size for path in paths) / manifest["frames"] / 1000
             for cache in (False, True) if image_format == "png" else (False,):
-                dataset = image_dataset(paths, BATCH, shuffle_buffer=s.shuffle_buffer, seed=s.seed, cache=cache)
+                dataset = image_dataset(paths, BATCH, shuffle_buffer=s.schedule.shuffle_buffer, seed=s.seed, cache=cache)
                 iterator = iter(dataset)
                 for _ in range(manifest["frames"] // BATCH + 2):  # the first epoch (the cache fills), AUTOTUNE settles
                     next(iterator)
@@ -342,7 +344,7 @@ def main() -> None:
     if args.loop:
         k_gpu = GPU_STEPS_PER_CALL
         bare, looped = loop_overhead([1, k_gpu], args.rounds, steps=300)
-        print(f"gan.loop.train's host work per step, tiny model ({'x'.join(map(str, LOOP_SHAPE[:2]))}, batch "
+        print(f"gan.loop.run_training's host work per step, tiny model ({'x'.join(map(str, LOOP_SHAPE[:2]))}, batch "
               f"{LOOP['batch_size']}), best of {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}: "
               f"bare step {bare[0]:.3f} ms wall, {bare[1]:.3f} ms CPU")  # fmt: skip
         for k, (wall, cpu) in looped.items():

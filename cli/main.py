@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from cli.ephemeral import tie_temporary_server
 from synthwave.errors import UserError
 from cli.quiet import quiet_native_logs
-from synthwave.settings import DownloadSettings, FrameSettings, IngestSettings, TrainSettings, WalkSettings
+from synthwave.settings import TRAIN_GROUPS, DownloadSettings, FrameSettings, IngestSettings, TrainSettings, WalkSettings
 
 # IngestSettings' nested models are flattened: --every, --downloader, ...
 INGEST_GROUPS: dict[str, type[BaseModel]] = {"download": DownloadSettings, "frames": FrameSettings}
@@ -34,10 +34,10 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], skip: Sequence[str] = ()) -> None:
+def add_model_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model: type[BaseModel], skip: Sequence[str] = ()) -> None:
     """One optional flag per field; values stay strings until pydantic validates them."""
     for name, field in model.model_fields.items():
-        if name in skip or name in INGEST_GROUPS:
+        if name in skip or name in INGEST_GROUPS or (model is TrainSettings and name in TRAIN_GROUPS):
             continue
         default = field.get_default(call_default_factory=True)
         default = default.model_dump() if isinstance(default, BaseModel) else default
@@ -64,7 +64,10 @@ def _settings(model: type[Settings], args: argparse.Namespace) -> Settings:
 
 
 def train_settings(args: argparse.Namespace) -> TrainSettings:
-    return _settings(TrainSettings, args)
+    """TrainSettings from the flags, each group's given flat (--steps): the model puts them in their group."""
+    values = vars(args)
+    names = [*TrainSettings.model_fields, *(name for model in TRAIN_GROUPS.values() for name in model.model_fields)]
+    return TrainSettings.model_validate({k: values[k] for k in names if k in values and k not in TRAIN_GROUPS})
 
 
 def walk_settings(args: argparse.Namespace) -> WalkSettings:
@@ -240,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train the DCGAN on an ingested dataset (resumes)")
     add_model_flags(train, TrainSettings)
+    for group, model in TRAIN_GROUPS.items():  # flat flags (--steps, --g-lr), listed by group
+        add_model_flags(train.add_argument_group(group, TrainSettings.model_fields[group].description), model)
     train.set_defaults(run=cmd_train)
 
     generate = commands.add_parser("generate", help="an image grid from a run's latest checkpoint")

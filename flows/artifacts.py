@@ -28,7 +28,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from gan.loop import Progress
+from gan.loop import RunUpdate
 from synthwave.settings import TrainSettings
 
 # The losses table shows what a person reads while training runs; the rest is in history.parquet.
@@ -37,9 +37,9 @@ INLINE_WIDTH = 768  # inlined images are shrunk to keep the artifact small in th
 
 
 def image_url(path: Path, settings: TrainSettings) -> str:
-    if settings.artifact_base_url:
+    if settings.outputs.artifact_base_url:
         relative = path.resolve().relative_to(settings.run_dir.resolve()).as_posix()
-        return f"{settings.artifact_base_url.rstrip('/')}/{relative}"
+        return f"{settings.outputs.artifact_base_url.rstrip('/')}/{relative}"
     image = Image.open(path).convert("RGB")
     if image.width > INLINE_WIDTH:
         image = image.resize((INLINE_WIDTH, round(image.height * INLINE_WIDTH / image.width)))
@@ -68,56 +68,56 @@ class TrainingArtifacts:
         self.key = run_key(settings)
         self.progress = None  # created at the first report, by the task that trains
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, update: RunUpdate) -> None:
         if self.progress is None:
             self.progress = create_progress_artifact(0.0, description=f"Training steps of {self.settings.run_dir}")
-        update_progress_artifact(self.progress, 100.0 * progress.step / progress.total)
-        if progress.grid is not None:
+        update_progress_artifact(self.progress, 100.0 * update.step / update.total)
+        if update.grid is not None:
             create_image_artifact(
-                image_url(progress.grid, self.settings),
+                image_url(update.grid, self.settings),
                 key=f"{self.key}-samples",
-                description=f"Samples from the fixed noise at step {progress.step}",
+                description=f"Samples from the fixed noise at step {update.step}",
             )
-        if progress.history is not None:
+        if update.history is not None:
             create_image_artifact(
-                image_url(progress.run.loss_plot, self.settings),
+                image_url(update.run.loss_plot, self.settings),
                 key=f"{self.key}-loss-plot",
-                description=f"Losses up to step {progress.step}",
+                description=f"Losses up to step {update.step}",
             )
             create_table_artifact(
-                _records(progress.history[LOSS_COLUMNS].tail(10)), key=f"{self.key}-losses",
+                _records(update.history[LOSS_COLUMNS].tail(10)), key=f"{self.key}-losses",
                 description="Most recent steps",
             )
-        if progress.evaluated:
-            self._quality(progress)
+        if update.evaluated:
+            self._quality(update)
 
-    def _quality(self, progress: Progress) -> None:
+    def _quality(self, update: RunUpdate) -> None:
         """The SWD plot, a table of every evaluation, and a log line (a warning on mode collapse)."""
         create_image_artifact(
-            image_url(progress.run.quality_plot, self.settings),
+            image_url(update.run.quality_plot, self.settings),
             key=f"{self.key}-quality-plot",
-            description=f"SWD and MS-SSIM vs held-out frames up to step {progress.step}",
+            description=f"SWD and MS-SSIM vs held-out frames up to step {update.step}",
         )
-        evaluations = _evaluations(progress.history)
+        evaluations = _evaluations(update.history)
         create_table_artifact(
             _records(evaluations), key=f"{self.key}-quality",
             description="Sample quality at each evaluation (SWD: lower is better)",
         )  # fmt: skip
         last = evaluations.iloc[-1]
-        line = (f"step {progress.step}: SWD {last.swd_mean:.1f}, MS-SSIM {last.ms_ssim:.3f} "
+        line = (f"step {update.step}: SWD {last.swd_mean:.1f}, MS-SSIM {last.ms_ssim:.3f} "
                 f"(held-out frames {last.ms_ssim_real:.3f})")
         if pd.notna(last.mode_collapse) and last.mode_collapse:
             get_run_logger().warning("%s: mode collapse (samples far less diverse than held-out frames)", line)
         else:
             get_run_logger().info(line)
 
-    def summary(self, progress: Progress) -> None:
-        run = progress.run
+    def summary(self, update: RunUpdate) -> None:
+        run = update.run
         checkpoints = sorted(run.checkpoints.glob("ckpt-*.index"))
-        last = progress.history.iloc[-1] if progress.history is not None and len(progress.history) else None
+        last = update.history.iloc[-1] if update.history is not None and len(update.history) else None
         lines = [
             f"# Training run `{run.root.resolve()}`",
-            f"Step **{progress.step}** of {progress.total}.",
+            f"Step **{update.step}** of {update.total}.",
             "",
             "| file | path |",
             "| --- | --- |",
@@ -128,12 +128,12 @@ class TrainingArtifacts:
             *(f"| checkpoint | `{path.with_suffix('').resolve()}` |" for path in checkpoints),
         ]
         if last is not None:
-            waiting = input_share(progress.history, self.settings.batch_size)
+            waiting = input_share(update.history, self.settings.schedule.batch_size)
             lines += ["", f"Last step: g_loss {last.g_loss:.4f}, d_loss {last.d_loss:.4f}, "
                       f"D(x) {last.d_real:.3f}, D(G(z)) {last.d_fake:.3f}, {last.images_per_s:.1f} images/s.",
                       "", f"Waiting for input: {waiting:.0%} of the training time (input-bound when large: "
                       "`cache_frames`, JPEG shards or more reader cores help; docs/training-loop.md)."]
-            evaluations = _evaluations(progress.history)
+            evaluations = _evaluations(update.history)
             if len(evaluations):
                 quality = evaluations.iloc[-1]
                 levels = ", ".join(f"{quality[c]:.4f}" for c in evaluations if c.startswith("swd_l"))
@@ -146,9 +146,9 @@ class TrainingArtifacts:
         """The UI cannot play a video: a note linking it (or naming its path) and a strip of its frames."""
         settings = self.settings
         # image_url only reads the file to inline it; with a base URL it is the file's URL, video or not.
-        where = f"[{video.name}]({image_url(video, settings)})" if settings.artifact_base_url else f"`{video.resolve()}`"
+        where = f"[{video.name}]({image_url(video, settings)})" if settings.outputs.artifact_base_url else f"`{video.resolve()}`"
         create_markdown_artifact(
-            f"# Latent walk\n\n{settings.walk_seconds:g} s through the latent space of the last checkpoint: {where} "
+            f"# Latent walk\n\n{settings.outputs.walk_seconds:g} s through the latent space of the last checkpoint: {where} "
             f"(MPEG-4: VLC, mpv, QuickTime). Longer or larger: `synthwave walk --run-dir {settings.run_dir} --help`.",
             key=f"{self.key}-walk", description="Latent walk video",
         )  # fmt: skip

@@ -15,8 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.artifacts import TrainingArtifacts, input_share
 from flows.progress import TrainingProgress
 from gan.index import DatasetIndex, load_index, verify_shards
-from gan.loop import Progress, check_image_size
-from gan.loop import train as train_loop
+from gan.loop import RunUpdate, check_image_size, run_training
 from gan.walk import FILENAME, STRIP_FILENAME, save_strip, write_walk
 from synthwave.settings import TrainSettings, WalkSettings
 from tasks.storage import RunMirror, stage_dataset
@@ -41,27 +40,32 @@ def stage_data(settings: TrainSettings, mirror: RunMirror | None) -> DatasetInde
 
 
 @task(name="train", **PHASE)
-def train_model(settings: TrainSettings, index: DatasetIndex, mirror: RunMirror | None) -> Progress:
-    """Train to `settings.steps`, resuming from the run's latest checkpoint; artifacts and log lines as it goes."""
+def train_model(settings: TrainSettings, index: DatasetIndex, mirror: RunMirror | None) -> RunUpdate:
+    """Train to `settings.schedule.steps`, resuming from the run's latest checkpoint; artifacts and log lines as it goes."""
     logger = get_run_logger()
     artifacts = TrainingArtifacts(settings)
-    progress = artifacts if mirror is None else mirror.after(artifacts)  # uploads after each checkpoint
+
+    def on_update(update: RunUpdate) -> None:
+        artifacts(update)
+        if mirror is not None:
+            mirror.push()  # what the update wrote (a checkpoint, grids, history) goes to the bucket now
+
     with TrainingProgress(logger) as display:
-        final = train_loop(settings, index.shards, index.shape, index.frames, on_progress=progress,
-                           holdout=index.holdout, on_status=display)  # fmt: skip
+        final = run_training(settings, index.shards, index.shape, index.frames, on_update=on_update,
+                             holdout=index.holdout, on_status=display)  # fmt: skip
     if final.history is not None:
-        waiting = input_share(final.history, settings.batch_size)
+        waiting = input_share(final.history, settings.schedule.batch_size)
         logger.info("%.0f%% of the training time was spent waiting for input", 100 * waiting)
     return final
 
 
 @task(name="render-walk", **PHASE)
-def render_walk(settings: TrainSettings, final: Progress, size: tuple[int, int]) -> None:
+def render_walk(settings: TrainSettings, final: RunUpdate, size: tuple[int, int]) -> None:
     """A `walk_seconds` video through the latent space of the last checkpoint, and a strip of its frames."""
     logger = get_run_logger()
-    logger.info("rendering a %g s latent walk at %dx%d", settings.walk_seconds, *size)
+    logger.info("rendering a %g s latent walk at %dx%d", settings.outputs.walk_seconds, *size)
     video = write_walk(WalkSettings(
-        run_dir=final.run.root, out=final.run.root / FILENAME, seconds=settings.walk_seconds, size=size,
+        run_dir=final.run.root, out=final.run.root / FILENAME, seconds=settings.outputs.walk_seconds, size=size,
         seed=settings.seed,
     ))  # fmt: skip
     TrainingArtifacts(settings).walk(video, save_strip(video, final.run.root / STRIP_FILENAME))
@@ -69,7 +73,7 @@ def render_walk(settings: TrainSettings, final: Progress, size: tuple[int, int])
 
 
 @task(name="publish", **PHASE)
-def publish(settings: TrainSettings, final: Progress, mirror: RunMirror | None) -> str:
+def publish(settings: TrainSettings, final: RunUpdate, mirror: RunMirror | None) -> str:
     """The summary artifact, and with storage the files written since the last checkpoint's upload."""
     TrainingArtifacts(settings).summary(final)
     if mirror is not None:
@@ -88,6 +92,6 @@ def train(settings: TrainSettings = TrainSettings()) -> str:
     mirror = RunMirror(settings.storage, settings.run_dir) if settings.storage else None
     index = stage_data(settings, mirror)
     final = train_model(settings, index, mirror)
-    if settings.walk_seconds:
+    if settings.outputs.walk_seconds:
         render_walk(settings, final, index.shape[:2])
     return publish(settings, final, mirror)

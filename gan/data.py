@@ -5,9 +5,9 @@ of float32's bytes to copy to a GPU, and no float work on the reader's cores.
 
 Streams from the TFRecord files (interleaved, shuffled as encoded bytes, decoded in
 parallel). With `cache`, each frame is decoded once, in the first epoch, and later epochs
-come from RAM (tf.data's in-memory cache, shuffled as decoded frames): decoding a PNG costs
-~100x copying it. The records hold PNG/JPEG made by cv2.imencode from BGR frames, and such
-files decode to RGB, which is what the model sees.
+come from RAM (tf.data's in-memory cache, shuffled as decoded frames): decoding is the
+reader's cost (docs/training-loop.md). The records hold PNG/JPEG made by cv2.imencode from
+BGR frames, and such files decode to RGB, which is what the model sees.
 
 `split` applies the dataset's holdout (gan/index.py's Holdout): "train" batches never
 contain a held-out frame, "holdout" yields only those, "all" ignores the split.
@@ -135,7 +135,7 @@ def image_dataset(
     if cache:
         dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic).cache()
     if shuffle_buffer > 0:
-        # Streaming, shuffle the encoded bytes (~40 KB a frame at 180x320), not decoded frames (~170 KB).
+        # Streaming, shuffle the encoded bytes, a few times smaller than decoded frames.
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()

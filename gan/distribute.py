@@ -5,13 +5,10 @@ with none, every logical CPU (how the tests get two replicas), "one" on a single
 With several, gan/step.py builds every model variable under a `MirroredStrategy` and runs
 the step once per replica; `batch_size` stays the global batch and must split evenly.
 
-The global batch is sliced per replica inside the step instead of going through
-`experimental_distribute_dataset`: the loop's batches, the noise and the DiffAugment draws
-stay one global stream, drawn outside `strategy.run` exactly as on one device, and each
-replica takes the same rows of all of them. A seed thus trains the same images with the
-same noise and augmentations on any number of replicas, and a resume continues that one
-stream. The cost is that the global batch crosses the first device before its shares
-reach the others, a few MB per step, small next to the step itself.
+The global batch, its noise and DiffAugment draws are drawn outside `strategy.run` as on one
+device and sliced per replica inside the step (not `experimental_distribute_dataset`), so a
+seed trains the same images with the same noise on any number of replicas, and a resume
+continues that one stream. docs/training.md, "Inside the model and the step".
 """
 
 from __future__ import annotations
@@ -20,33 +17,33 @@ import functools
 
 import tensorflow as tf
 
-from synthwave.settings import TrainSettings
+from synthwave.settings import RuntimeSettings
 
 
 class ReplicaError(ValueError):
     """The settings cannot train on several replicas: a batch they cannot share, or XLA."""
 
 
-def replica_devices(settings: TrainSettings) -> list[str]:
+def replica_devices(runtime: RuntimeSettings, batch_size: int) -> list[str]:
     """The devices a run's replicas run on: none for a single device, else two or more.
 
     Refuses a batch size the replicas cannot share equally, and XLA, which Keras 3 also turns
     off under tf.distribute (and which cannot reach a second CPU's variables)."""
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    if settings.devices == "one":
+    if runtime.devices == "one":
         return []
-    if settings.devices == "all":
+    if runtime.devices == "all":
         names = gpus or [device.name for device in tf.config.list_logical_devices("CPU")]
     else:
         names = gpus
     if len(names) < 2:
         return []
-    if settings.batch_size % len(names):
+    if batch_size % len(names):
         raise ReplicaError(
-            f"batch_size {settings.batch_size} does not split over {len(names)} replicas ({', '.join(names)}): "
+            f"batch_size {batch_size} does not split over {len(names)} replicas ({', '.join(names)}): "
             f"set --batch-size to a multiple of {len(names)}, or --devices one"
         )
-    if settings.jit_compile == "on":
+    if runtime.jit_compile == "on":
         raise ReplicaError(
             f"jit_compile on does not work across {len(names)} replicas: set --jit-compile auto (off with "
             f"replicas), or --devices one"

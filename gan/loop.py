@@ -1,20 +1,14 @@
 """The training loop: steps, samples, history, checkpoints and resume, in one run directory.
 
-Crash safety comes from the order of writes. The history is flushed before each
-checkpoint, and a resume truncates the history to the checkpoint's step, so after a
-crash at any point the rerun continues with no duplicate and no missing step.
+Crash safety comes from the order of writes: the history is flushed before each checkpoint,
+and a resume truncates the history to the checkpoint's step, so after a crash at any point
+the rerun continues with no duplicate and no missing step.
 
-The step runs `steps_per_call` steps per call (gan/step.py); a call ends early at the
-next step that samples, evaluates or checkpoints, so all three happen at their steps and a
-resume is as exact as with one step per call. Each call's rows go into the history one per
-step, with how long each step waited for input (`input_s`) and computed (`compute_s`), and
-`on_status` gets the loop's state after every call, for a progress display.
-
-Every `eval_every` steps (and at the last) the samples of a fixed eval noise, one per
-held-out frame (at most `eval_frames`), from the EMA generator when there is one, are
-compared with those frames: SWD per pyramid level and MS-SSIM diversity go into that
-step's history row and quality.png. Evaluation draws from no training RNG, so a run
-with it trains exactly as one without.
+A call of the step runs up to `steps_per_call` steps and ends at the next step that samples,
+evaluates or checkpoints (`call_length`), so those happen at their steps. Every `eval_every`
+steps the samples of a fixed eval noise are compared with held-out frames (SWD, MS-SSIM)
+into that step's history row; evaluation draws from no training RNG, so it changes nothing
+in training. docs/training-loop.md.
 """
 
 from __future__ import annotations
@@ -44,7 +38,7 @@ from gan.plots import plot_losses, plot_quality
 from gan.run import RunDir, RunDirError
 from gan.step import DCGAN, METRICS
 from synthwave.errors import UserError
-from synthwave.settings import TrainSettings
+from synthwave.settings import EvaluationSettings, ModelSettings, RuntimeSettings, ScheduleSettings, TrainSettings
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +47,8 @@ class NonFiniteLoss(UserError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class Progress:
-    """What the loop just wrote; the Prefect flow turns it into artifacts."""
+class RunUpdate:
+    """What the loop just wrote to the run directory; the Prefect flow turns it into artifacts."""
 
     step: int
     total: int
@@ -78,7 +72,7 @@ class Status:
     input_share: float  # of the training wall time since `start`, spent waiting for input
 
 
-Callback = Callable[[Progress], None]
+UpdateCallback = Callable[[RunUpdate], None]
 StatusCallback = Callable[[Status], None]
 
 
@@ -89,21 +83,21 @@ class ImageSizeError(UserError, ValueError):
 def check_image_size(settings: TrainSettings, image_shape: tuple[int, int, int]) -> None:
     """Refuse, before anything is built or written, an image size the models cannot have."""
     height, width = image_shape[0], image_shape[1]
-    if settings.eval_every and min(height, width) < MIN_SIDE:
+    if settings.evaluation.eval_every and min(height, width) < MIN_SIDE:
         raise ImageSizeError(
             f"cannot evaluate {height}x{width} images: SWD needs both sides >= {MIN_SIDE} px; "
             f"set --eval-every 0 or re-ingest with a larger --size"
         )
     try:
-        upsampling_plan(height, width, settings.max_blocks)
+        upsampling_plan(height, width, settings.model.max_blocks)
     except ValueError as exc:
-        fix = _size_fix(height, width, settings)
+        fix = _size_fix(height, width, settings.model.max_blocks)
         raise ImageSizeError(f"cannot train on {height}x{width} images ({exc}): {fix}") from None
 
 
-def _size_fix(height: int, width: int, settings: TrainSettings) -> str:
+def _size_fix(height: int, width: int, max_blocks: int) -> str:
     """What would train on images of this size: fewer blocks, else another size."""
-    for blocks in range(settings.max_blocks - 1, 0, -1):
+    for blocks in range(max_blocks - 1, 0, -1):
         try:
             upsampling_plan(height, width, blocks)
         except ValueError:
@@ -113,20 +107,19 @@ def _size_fix(height: int, width: int, settings: TrainSettings) -> str:
     return f"re-ingest with --size HxW, both sides even (e.g. --size {even}), into another --data-dir"
 
 
-def fixed_noise(settings: TrainSettings) -> tf.Tensor:
+def fixed_noise(seed: int, count: int, model: ModelSettings) -> tf.Tensor:
     """`gen_noise`: the same latent vectors for every grid of a run, resumes included."""
-    rng = tf.random.Generator.from_seed(settings.seed + 7919)
-    return rng.normal([settings.grid_size, settings.latent_dim])
+    return tf.random.Generator.from_seed(seed + 7919).normal([count, model.latent_dim])
 
 
-def eval_noise(settings: TrainSettings, count: int) -> tf.Tensor:
+def eval_noise(seed: int, count: int, model: ModelSettings) -> tf.Tensor:
     """The latent vectors evaluated at every evaluation of a run: one per held-out frame."""
-    return tf.random.Generator.from_seed(settings.seed + 104729).normal([count, settings.latent_dim])
+    return tf.random.Generator.from_seed(seed + 104729).normal([count, model.latent_dim])
 
 
 def samples(gan: DCGAN, noise: tf.Tensor) -> np.ndarray:
     """The (EMA) generator's images of `noise`, a batch at a time, in [-1, 1]."""
-    batch = gan.settings.batch_size
+    batch = gan.settings.schedule.batch_size
     return np.concatenate([gan.sample(noise[i : i + batch]).numpy() for i in range(0, len(noise), batch)])
 
 
@@ -145,19 +138,19 @@ def evaluate(fake: np.ndarray, real: np.ndarray, real_ms_ssim: float, step: int 
             "mode_collapse": verdict}
 
 
-def use_cache(settings: TrainSettings, frames: int, image_shape: tuple[int, int, int]) -> bool:
+def use_cache(runtime: RuntimeSettings, frames: int, image_shape: tuple[int, int, int]) -> bool:
     """Whether the decoded training frames are kept in memory (`cache_frames`): with "auto", when they
     fit in `cache_memory_share` of the memory."""
-    if settings.cache_frames != "auto":
-        return settings.cache_frames == "memory"
-    return cache_bytes(frames, image_shape) <= settings.cache_memory_share * memory_bytes()
+    if runtime.cache_frames != "auto":
+        return runtime.cache_frames == "memory"
+    return cache_bytes(frames, image_shape) <= runtime.cache_memory_share * memory_bytes()
 
 
-def call_length(settings: TrainSettings, step: int, steps_per_call: int) -> int:
+def call_length(schedule: ScheduleSettings, evaluation: EvaluationSettings, step: int, steps_per_call: int) -> int:
     """Steps in the next call: up to `steps_per_call`, ending at the next step that samples,
     evaluates or checkpoints, or the last."""
-    periods = [settings.sample_every, settings.checkpoint_every] + ([settings.eval_every] if settings.eval_every else [])
-    boundary = min([settings.steps] + [(step // period + 1) * period for period in periods])
+    periods = [schedule.sample_every, schedule.checkpoint_every] + ([evaluation.eval_every] if evaluation.eval_every else [])
+    boundary = min([schedule.steps] + [(step // period + 1) * period for period in periods])
     return min(steps_per_call, boundary - step)
 
 
@@ -167,40 +160,46 @@ def build(settings: TrainSettings, image_shape: tuple[int, int, int]) -> tuple[D
     directory = RunDir(settings.run_dir).checkpoints
     checkpoints.sweep_partial_saves(directory)
     gan = checkpoints.restore_newest(lambda: DCGAN(settings, image_shape), directory)
-    manager = tf.train.CheckpointManager(gan.checkpoint(), str(directory), max_to_keep=settings.keep_checkpoints)
+    manager = tf.train.CheckpointManager(gan.checkpoint(), str(directory), max_to_keep=settings.outputs.keep_checkpoints)
     return gan, manager
 
 
-def train(
+def run_training(
     settings: TrainSettings,
     shard_paths: list[str],
     image_shape: tuple[int, int, int],
     frames: int,
-    on_progress: Callback = lambda progress: None,
+    on_update: UpdateCallback = lambda update: None,
     holdout: Holdout = Holdout(),
     on_status: StatusCallback = lambda status: None,
-) -> Progress:
-    """Train until `settings.steps` on the frames outside `holdout`, resuming from the run
+) -> RunUpdate:
+    """Train until `settings.schedule.steps` on the frames outside `holdout`, resuming from the run
     directory's latest checkpoint."""
     check_image_size(settings, image_shape)  # before the run dir is created or locked
-    replica_devices(settings)  # likewise: refuses a batch size the replicas cannot share
+    replica_devices(settings.runtime, settings.schedule.batch_size)  # likewise: a batch the replicas can share
     run = RunDir(settings.run_dir)
     lock = run.lock()
     try:
-        run.claim(settings, image_shape)
-        return _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout, on_status)
+        run.claim(settings.model, image_shape)
+        return _train(settings, run, shard_paths=shard_paths, image_shape=image_shape, frames=frames,
+                      holdout=holdout, on_update=on_update, on_status=on_status)  # fmt: skip
     finally:
         os.close(lock)
 
 
-def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout, on_status) -> Progress:
+def _train(
+    settings: TrainSettings, run: RunDir, *, shard_paths: list[str], image_shape: tuple[int, int, int], frames: int,
+    holdout: Holdout, on_update: UpdateCallback, on_status: StatusCallback,
+) -> RunUpdate:  # fmt: skip
+    """`run_training`'s loop, in the locked and claimed run directory."""
+    schedule, evaluation = settings.schedule, settings.evaluation
     gan, manager = build(settings, image_shape)
     step = int(gan.step.numpy())
     history = History(run.history)
     history.truncate(step)
-    noise = fixed_noise(settings)
+    noise = fixed_noise(settings.seed, settings.outputs.grid_size, settings.model)
     writer = tf.summary.create_file_writer(str(run.tensorboard))
-    # The per-step losses go to TensorBoard from Python (~20 us a step): tf.summary's eager ops took ~1 ms.
+    # The per-step losses go to TensorBoard from Python, cheaper than tf.summary's eager ops (docs/training-loop.md).
     losses_log = EventFileWriter(str(run.tensorboard))
 
     def sample(step: int) -> Path:
@@ -212,22 +211,22 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
         return path
 
     if step == 0:
-        on_progress(Progress(0, settings.steps, run, grid=sample(0)))
-    cache = use_cache(settings, frames, image_shape)
+        on_update(RunUpdate(0, schedule.steps, run, grid=sample(0)))
+    cache = use_cache(settings.runtime, frames, image_shape)
     logger.info("decoded frames: %s", "cached in memory after the first epoch" if cache else "decoded every epoch")
     # A resumed run reshuffles from a new seed rather than replaying the first batches.
-    batches = iter(image_dataset(shard_paths, settings.batch_size, shuffle_buffer=settings.shuffle_buffer,
+    batches = iter(image_dataset(shard_paths, schedule.batch_size, shuffle_buffer=schedule.shuffle_buffer,
                                  seed=settings.seed + step, repeat=True, split="train", holdout=holdout, cache=cache))
-    real = holdout_images(shard_paths, holdout, settings.eval_frames) if settings.eval_every else np.zeros(0)
-    if settings.eval_every and len(real) < 2:
+    real = holdout_images(shard_paths, holdout, evaluation.eval_frames) if evaluation.eval_every else np.zeros(0)
+    if evaluation.eval_every and len(real) < 2:
         logger.warning("%d held-out frame(s): SWD needs 2 or more, so this run is not evaluated", len(real))
-    noise_eval = eval_noise(settings, len(real)) if len(real) >= 2 else None
+    noise_eval = eval_noise(settings.seed, len(real), settings.model) if len(real) >= 2 else None
     real_ms_ssim = ms_ssim_diversity(real) if noise_eval is not None else None
     start, trained_s, waited_s = step, 0.0, 0.0
     last = time.perf_counter()
-    progress = Progress(step, settings.steps, run)
-    while step < settings.steps:
-        count = call_length(settings, step, gan.steps_per_call)
+    update = RunUpdate(step, schedule.steps, run)
+    while step < schedule.steps:
+        count = call_length(schedule, evaluation, step, gan.steps_per_call)
         try:
             rows = gan.train_steps(batches, tf.constant(count)).numpy()
         except tf.errors.OutOfRangeError:
@@ -242,17 +241,17 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
                 f"loss is not finite at step {step + bad + 1} ({dict(zip(METRICS, rows[bad].tolist()))}); kept the "
                 f"last good checkpoint {manager.latest_checkpoint or '(none yet)'}: lower --g-lr/--d-lr and rerun to resume"
             )
-        images_per_s = count * settings.batch_size / (now - last)
+        images_per_s = count * schedule.batch_size / (now - last)
         trained_s, waited_s = trained_s + now - last, waited_s + float(rows[:, -2].sum())
         last = now
         first, step = step + 1, step + count
-        due = settings.eval_every and (step % settings.eval_every == 0 or step == settings.steps)
+        due = evaluation.eval_every and (step % evaluation.eval_every == 0 or step == schedule.steps)
         quality = evaluate(samples(gan, noise_eval), real, real_ms_ssim, step) if due and noise_eval is not None else {}
         wall_time = time.time()
         for at, values in enumerate(rows.tolist(), start=first):
             metrics = dict(zip(METRICS, values))
             evaluated = quality if at == step else {}  # a call ends at the step that evaluates
-            history.append({"step": at, "epoch": at * settings.batch_size / max(frames, 1), **metrics,
+            history.append({"step": at, "epoch": at * schedule.batch_size / max(frames, 1), **metrics,
                             "images_per_s": images_per_s, "input_s": values[-2], "compute_s": values[-1],
                             "wall_time": wall_time, **evaluated})  # fmt: skip
             losses = [Summary.Value(tag=name, simple_value=value) for name, value in metrics.items()]
@@ -261,11 +260,11 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
             for name, value in quality.items():
                 if value is not None:  # a mode-collapse verdict not yet given
                     tf.summary.scalar(name, float(value))
-        on_status(Status(step, settings.steps, start, metrics["g_loss"], metrics["d_loss"], images_per_s,
+        on_status(Status(step, schedule.steps, start, metrics["g_loss"], metrics["d_loss"], images_per_s,
                          waited_s / trained_s))  # fmt: skip
 
-        grid = sample(step) if step % settings.sample_every == 0 or step == settings.steps else None
-        checkpoint = step % settings.checkpoint_every == 0 or step == settings.steps
+        grid = sample(step) if step % schedule.sample_every == 0 or step == schedule.steps else None
+        checkpoint = step % schedule.checkpoint_every == 0 or step == schedule.steps
         if grid or checkpoint or quality:
             table = history.flush()  # before the checkpoint: see the module docstring
             plot_losses(table, run.loss_plot)
@@ -274,12 +273,12 @@ def _train(settings, run, shard_paths, image_shape, frames, on_progress, holdout
             saved = checkpoints.save(manager, step) if checkpoint else None
             writer.flush()
             losses_log.flush()
-            progress = Progress(step, settings.steps, run, grid=grid, checkpoint=saved, history=table,
-                                evaluated=bool(quality))
-            on_progress(progress)
+            update = RunUpdate(step, schedule.steps, run, grid=grid, checkpoint=saved, history=table,
+                               evaluated=bool(quality))
+            on_update(update)
             last = time.perf_counter()  # artifact work is not training time
     losses_log.close()
-    return progress
+    return update
 
 
 def restore(run_dir: Path) -> DCGAN:
@@ -289,7 +288,7 @@ def restore(run_dir: Path) -> DCGAN:
         raise RunDirError(f"run dir {run_dir} not found: give --run-dir a training run directory")
     run = RunDir(run_dir)
     config = run.load_config()
-    settings = TrainSettings(run_dir=run_dir, devices="one", **config["model_settings"])
+    settings = TrainSettings(run_dir=run_dir, model=config["model_settings"], runtime={"devices": "one"})
     gan, manager = build(settings, tuple(config["image_shape"]))
     if not manager.latest_checkpoint:
         raise RunDirError(f"{run.checkpoints} has no checkpoint yet: train first")
@@ -299,4 +298,4 @@ def restore(run_dir: Path) -> DCGAN:
 def generate(run_dir: Path, count: int = 16, seed: int = 0) -> np.ndarray:
     """Images in [-1, 1] from the latest checkpoint of a run directory."""
     gan = restore(run_dir)
-    return gan.sample(tf.random.Generator.from_seed(seed).normal([count, gan.settings.latent_dim])).numpy()
+    return gan.sample(tf.random.Generator.from_seed(seed).normal([count, gan.settings.model.latent_dim])).numpy()

@@ -5,18 +5,9 @@ Both take images as float arrays (N, H, W, 3) in [-1, 1], the generator's output
 non-square included, as long as both sides are >= 16 px.
 
 SWD follows Karras et al. 2018 ("Progressive growing of GANs", metrics/sliced_wasserstein.py):
-a Laplacian pyramid with the 5-tap binomial filter [1, 4, 6, 4, 1] / 16, down to the last
-level whose shorter side is still >= 16 px (the coarsest level is the Gaussian itself); 128
-random 7x7x3 patches per image and level, each set normalised per channel by its own mean and
-std; the distance is the mean |sorted projection difference| over 4 x 128 random unit
-directions (the paper's 512 projections), x 1e3 as the paper reports it, per level (finest
-first) and averaged. Odd sides: downsampling blurs with reflected borders and keeps the even
-pixels, so a side n becomes ceil(n / 2) (what OpenCV's pyrDown does); upsampling back fills
-the odd pixels by interpolation and crops to the finer level's exact size, so no pixel is
-dropped and nothing needs to be a power of two. Both sets are sampled at the same patch
-positions (common random numbers): identical sets score exactly 0 and comparisons between
-checkpoints are less noisy. Pure numpy: no TensorFlow needed for SWD.
-
+random 7x7x3 patches of each level of a Laplacian pyramid, compared by sorted random
+projections, x 1e3 as the paper reports it, per level (finest first) and averaged; both sets
+are sampled at the same patch positions, so identical sets score exactly 0. Pure numpy.
 MS-SSIM (`tf.image.ssim_multiscale`, Wang et al. 2003) over random pairs of one set measures
 its diversity (Odena et al. 2017): pairs of a collapsed generator's images are near 1.
 """

@@ -2,38 +2,21 @@
 
 The generator upsamples a small base feature map by 2 per block and the discriminator
 mirrors it, so an image size only has to be divisible by 2**blocks: 180x320 trains with 2
-blocks from 45x80, 96x160 with 4 from 6x10. Kernels are 4x4: divisible by the stride, so
-transposed convolutions overlap evenly and cost 36% less than 5x5. Even overlap does not
-rule out checkerboard (Odena et al. 2016): the generators of benchmarks/quality.py put
-10-450x the real frames' share of power at its frequency, yet under 0.1% of their power,
-and a full-size output Conv2D after the last upsampling (keras-io's DCGAN) scored worse.
-Weights start from N(0, 0.02) as in the DCGAN paper, each layer with its own seed derived
-from `seed`, so two builds with one seed are identical without touching global RNG state.
-
-`dtype` is a Keras dtype policy ("mixed_float16", "mixed_bfloat16") for every layer except
-the outputs, which stay float32: tanh images and D's logits feed float32 losses.
-
-`spectral_norm` wraps D's kernels in `keras.layers.SpectralNormalization` (Miyato et al.
-2018): in training calls it divides each kernel by its largest singular value, estimated by
-one power iteration whose vector `vector_u` is a (non-trainable) weight of D, so a
-checkpoint of D holds it and a resume continues the same estimate.
-
-D's Dropout is `Dropout` below: Keras' Bernoulli mask at about half its cost, which was
-15% of the training step's op time at 96x160 (benchmarks/train.py --ablate).
-
-G's BatchNormalization is `BatchNormalization` below: Keras' layer run by TensorFlow's
-fused kernel, 1.10x the images/s of the training step at 96x160 on CPU (float32, oneDNN).
-
-`minibatch_std` appends, before D's logit, one feature map holding the standard deviation
-of its features across the batch, averaged (Karras et al. 2018, ProGAN, over the whole
-minibatch): real batches are varied, so a generator whose samples look alike is told apart.
+blocks from 45x80, 96x160 with 4 from 6x10. Kernels are 4x4, divisible by the stride, so
+transposed convolutions overlap evenly. Weights start from N(0, 0.02) as in the DCGAN
+paper, each layer with its own seed derived from `seed`, so two builds with one seed are
+identical without touching global RNG state. `dtype` is a Keras dtype policy
+("mixed_float16", "mixed_bfloat16") for every layer except the outputs, which stay float32:
+tanh images and D's logits feed float32 losses. Why these choices: docs/training.md,
+"Inside the model and the step".
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import layers
+
+from gan.layers import FusedBatchNorm, MinibatchStdDev, Uint16Dropout
 
 MIN_BASE = 2  # below a 2x2 base the first block has nothing spatial to learn
 
@@ -52,87 +35,6 @@ def upsampling_plan(height: int, width: int, max_blocks: int) -> tuple[int, int,
             f"(< {MIN_BASE}); lower max_blocks"
         )
     return blocks, base_h, base_w
-
-
-class Dropout(layers.Layer):
-    """keras.layers.Dropout's mask (keep with probability 1 - rate, scale by 1 / (1 - rate)), cheaper.
-
-    Keras draws one uniform float per element (a 32-bit Philox word) and applies it with a
-    select, forward and backward. Here each 32-bit word gives two 16-bit draws (so `rate` is
-    honoured to 1/65536) and the mask multiplies: its gradient is the same multiply. On a
-    64x48x80x64 bfloat16 activation, forward + backward: ~65 ms against Keras' ~120 ms.
-    The seed state is a keras.random.SeedGenerator, as Keras' layer has, so a checkpoint
-    holds it (gan/step.py) and a resumed run draws the same masks.
-    """
-
-    def __init__(self, rate: float, seed: int | None = None, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        if not 0 <= rate < 1:
-            raise ValueError(f"dropout rate {rate} must be in [0, 1)")
-        self.rate = rate
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        if not training or self.rate == 0:
-            return x
-        # SeedGenerator's state is int64; the stateless ops take an int32 pair (as Keras casts it).
-        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), 2**31 - 1), tf.int32)
-        channels = x.shape[-1]
-        words = tf.random.stateless_uniform(
-            tf.concat([tf.shape(x)[:-1], [(channels + 1) // 2]], 0), seed, minval=None, maxval=None, dtype=tf.int32
-        )
-        draws = tf.reshape(tf.bitcast(words, tf.uint16), tf.concat([tf.shape(x)[:-1], [-1]], 0))[..., :channels]
-        keep = draws >= tf.constant(round(self.rate * 65536), tf.uint16)
-        mask = tf.cast(keep, x.dtype) * tf.cast(1.0 / (1.0 - self.rate), x.dtype)  # no gradient flows here
-        return x * mask
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "rate": self.rate}
-
-
-class BatchNormalization(layers.BatchNormalization):
-    """keras.layers.BatchNormalization computed by one FusedBatchNormV3 op (and one for its gradient).
-
-    Keras 3 composes the layer from moments and elementwise ops, each a pass over the
-    activations. Same weights, so checkpoints do not change; the moving statistics get the
-    batch's biased variance, as Keras' do (the kernel returns the unbiased one). Like Keras,
-    it computes in float32 whatever the dtype policy. A synchronized layer (several
-    replicas), renorm, a mask, or no scale or centre keep Keras' own computation.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        rank = len(inputs.shape)
-        fused = self.scale and self.center and not (self.synchronized or self.renorm) and mask is None
-        if not fused or self.axis not in (-1, rank - 1):
-            return super().call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, tf.float32)
-        x = x if rank == 4 else tf.reshape(x, [-1, 1, 1, x.shape[-1]])  # the op wants NHWC
-        if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma, self.beta, epsilon=self.epsilon, is_training=True
-            )
-            count = tf.cast(tf.size(x) // x.shape[-1], tf.float32)
-            variance *= (count - 1.0) / count
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon, is_training=False
-            )
-        return tf.cast(tf.reshape(y, tf.shape(inputs)), self.compute_dtype)
-
-
-class MinibatchStdDev(layers.Layer):
-    """(B, H, W, C) -> (B, H, W, C + 1): the last channel is the batch's mean feature std."""
-
-    def call(self, x):
-        # float32 statistics: a bfloat16 variance of near-equal values is mostly rounding.
-        std = keras.ops.sqrt(keras.ops.var(keras.ops.cast(x, "float32"), axis=0) + 1e-8)
-        spread = keras.ops.cast(keras.ops.mean(std), x.dtype)
-        return keras.ops.concatenate([x, keras.ops.ones_like(x[..., :1]) * spread], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], input_shape[-1] + 1)
 
 
 def _init(seed: int | None, layer: int) -> keras.initializers.Initializer:
@@ -155,7 +57,7 @@ def build_generator(
     x = layers.Dense(base_h * base_w * filters, use_bias=False, kernel_initializer=_init(seed, 0), dtype=dtype)(
         noise
     )
-    x = BatchNormalization(dtype=dtype)(x)
+    x = FusedBatchNorm(dtype=dtype)(x)
     x = layers.LeakyReLU(0.2, dtype=dtype)(x)
     x = layers.Reshape((base_h, base_w, filters), dtype=dtype)(x)
     for block in range(1, blocks):
@@ -164,7 +66,7 @@ def build_generator(
             max(filters >> block, 32), 4, strides=2, padding="same", use_bias=False,
             kernel_initializer=_init(seed, block), dtype=dtype,
         )(x)  # fmt: skip
-        x = BatchNormalization(dtype=dtype)(x)
+        x = FusedBatchNorm(dtype=dtype)(x)
         x = layers.LeakyReLU(0.2, dtype=dtype)(x)
     # The last upsampling emits the image itself, as in the tutorial: no full-resolution block.
     x = layers.Conv2DTranspose(
@@ -198,7 +100,7 @@ def build_discriminator(
             filters << block, 4, strides=2, padding="same", kernel_initializer=_init(seed, block), dtype=dtype
         ))(x)  # fmt: skip
         x = layers.LeakyReLU(0.2, dtype=dtype)(x)
-        x = Dropout(dropout, seed=None if seed is None else seed * 1000 + 100 + block, dtype=dtype)(x)
+        x = Uint16Dropout(dropout, seed=None if seed is None else seed * 1000 + 100 + block, dtype=dtype)(x)
     if minibatch_std:
         x = MinibatchStdDev(dtype=dtype)(x)
     x = layers.Flatten(dtype=dtype)(x)

@@ -1,7 +1,7 @@
 """The run directory: its layout, the configuration it was made with, and its lock.
 
     run_dir/
-      config.json          model settings + image shape; a resume must match them
+      config.json          the model group of the settings + image shape: rebuilds the model; a resume must match
       checkpoints/         tf.train.CheckpointManager (last K kept)
       samples/             grid-00000100.png ... from one fixed noise tensor, latest.png
       history.parquet      one row per step
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from synthwave.atomic import write_json
 from synthwave.errors import UserError
-from synthwave.settings import TrainSettings
+from synthwave.settings import ModelSettings
 
 
 # Model settings added after run dirs existed, at the value those runs were made with.
@@ -70,9 +70,9 @@ class RunDir:
     def latest_grid(self) -> Path:
         return self.samples / "latest.png"
 
-    def claim(self, settings: TrainSettings, image_shape: tuple[int, int, int]) -> None:
-        """Record the configuration on first use; refuse a different one on resume."""
-        wanted = {"image_shape": list(image_shape), "model_settings": settings.model_settings()}
+    def claim(self, model: ModelSettings, image_shape: tuple[int, int, int]) -> None:
+        """Record the model's configuration on first use; refuse a different one on resume."""
+        wanted = {"image_shape": list(image_shape), "model_settings": model.model_dump(mode="json")}
         if self.config.exists():
             found = self.load_config()
             if found != wanted:

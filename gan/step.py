@@ -1,71 +1,14 @@
 """One DCGAN training step, its state, and what a checkpoint holds.
 
-The step is one `tf.function` with one generator pass and one persistent tape for both
-losses. D is called on the real and on the fake batch separately: that is the least work.
-One call on concat([real, fake]) measured 12-15% fewer images per CPU-second
-(benchmarks/train.py --ablate): G's gradient then runs back through D on the whole
-concatenated batch, the real half with zero gradients, 8 batch-passes of D instead of 7.
+`train_step` is one `tf.function`: one generator pass, D called on the real and on the fake
+batch separately (cheaper than one call on both), one persistent tape for both losses.
+`train_steps` runs it `steps_per_call` times per call into TensorFlow and returns one row
+per step: METRICS, then the seconds it waited for its batch and computed.
 
-Reproducibility: noise comes from a `tf.random.Generator` seeded from the settings and
-every layer (weights, Dropout) is seeded, all of it saved in the checkpoint, so a run and
-its resume draw the same streams. On CPU, steps are bit-exact for a seed on one machine
-and thread setting (tests/test_step.py). `tf.config.experimental.enable_op_determinism()`
-is not called: it is process-global (it also fixes tf.data's order for every pipeline)
-and CPU kernels need nothing from it. On GPU, cuDNN's backprop-filter algorithms and
-atomic reductions make runs differ in the last bits; a caller that needs bit-exact GPU
-runs can enable it before building, at a cost in speed.
-
-Precision: float16 with dynamic loss scaling on a GPU; bfloat16 (float32's range, no
-scaling) on a CPU, where float16 is emulated. "auto" turns it on with a GPU and also on
-CPUs that compute bfloat16 natively (AVX512-BF16, AMX): 1.7x the images per CPU-second
-of float32 at 96x160, whose convolutions already run near the cores' float32 peak.
-Keras 3's LossScaleOptimizer only offers `scale_loss()`; its `apply()` divides the
-gradients of the scaled loss by that scale and skips the update (halving the scale) when
-a gradient is not finite, so the step passes it the scaled loss's gradients unchanged.
-XLA ("auto": GPU only) gave 0.2-0.75x the images per CPU-second of the plain graph on CPU.
-On CPU the convolutions are oneDNN's (gan/__init__.py), also where TensorFlow would not
-choose them. Under oneDNN TensorFlow's graph optimiser logs "remapper failed ... LeakyReluGrad"
-once per trace: its Conv2D + BiasAdd + LeakyRelu fusion cannot keep the BiasAdd that D's
-LeakyReLU gradient reads, so it leaves the graph unfused; a D whose LeakyReLU fuses
-(max(x, 0.2x)) trained no faster, so the layer stays Keras' own.
-
-Several steps per call (`steps_per_call`, Keras' `steps_per_execution`): `train_steps` is
-one `tf.function` that draws K batches from the dataset iterator and runs the step on each,
-returning the K steps' metrics stacked, so Python waits on the device once per K steps and
-a GPU is never idle while the host writes a history row. It stamps each step in the graph:
-how long the step waited for its batch and how long it then computed. The step itself is
-its own (XLA-compiled with `jit_compile`) function, called K times in the loop; images
-arrive as uint8 and are scaled to [-1, 1] there, on the device.
-
-Recipe options (TrainSettings): `loss` "bce" (the article's, non-saturating for G) or
-"hinge" (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); `spectral_norm` on D;
-`augment`, DiffAugment policies applied to both of D's inputs, so G's loss sees the same
-augmented fakes; `minibatch_std` (gan/models.py); `r1_gamma`, the R1 penalty, computed
-on D's (augmented) real inputs in the same pass that gives their logits and added to
-d_loss, so the history's d_loss includes it; `lr_decay` for both optimisers.
-Augmentations draw from their own `tf.random.Generator`, in the checkpoint like the noise's.
-
-Several devices (`devices`, gan/distribute.py): models, optimisers, EMA and step counter
-are built under a `MirroredStrategy`, so their variables are `MirroredVariable`s, which
-a checkpoint saves as ordinary variables: checkpoints of 1 and N replicas are the same
-and restore into each other. The noise and DiffAugment draws are made for the global
-batch outside `strategy.run` (the RNGs are plain variables, used only there) and each
-replica takes its rows. Each replica's losses are its per-example losses summed and
-divided by the GLOBAL batch (`tf.nn.compute_average_loss`), so its gradients are its
-share of the global loss's; Keras 3's TF optimizer sums them across replicas
-(`_all_reduce_sum_gradients`, an all-reduce SUM in `apply`'s replica context) before the
-update, which is then the single-device update. Metrics are those shares, summed.
-The generator's BatchNorm is made `synchronized` with several replicas only: its
-statistics are then the global batch's, as on one device, and its moving averages stay
-equal on all replicas (Keras updates them per replica). On one device it stays as is:
-synchronized BatchNorm computes the variance as E[x^2] - E[x]^2, not bit-identical to
-`tf.nn.moments`. The EMA and BatchNorm copies are updated per replica from identical
-values, with no communication. Dropout differs: Keras draws its masks per replica from
-the layer's seed, so replicas repeat one mask pattern over their shares, where one
-device draws one mask for the whole batch (the equivalence test sets dropout to 0).
-With float16, replicas agree on skipping a step with non-finite gradients
-(distribute.agree_on_finite). XLA is off with several replicas, as Keras 3 turns it off
-under tf.distribute.
+Noise and DiffAugment draws come from `tf.random.Generator`s seeded from the settings, every
+layer is seeded, and all of it is in the checkpoint, so a resume draws the same streams.
+How precision, XLA, determinism and several devices work here: docs/training.md, "Inside
+the model and the step"; what each choice measured: docs/training-speed.md.
 """
 
 from __future__ import annotations
@@ -85,7 +28,7 @@ Draws = tf.random.Generator | Replay | None  # DiffAugment's randomness: one dev
 METRICS = ("g_loss", "d_loss", "d_real", "d_fake")  # what a step returns, and the order of train_steps' columns
 
 
-GPU_STEPS_PER_CALL = 16  # "auto" with a GPU: spreads a call's fixed host cost (~0.7 ms, benchmarks/train.py --loop) thin
+GPU_STEPS_PER_CALL = 16  # "auto" with a GPU: spreads each call's fixed host cost thin (docs/training-loop.md)
 
 
 def _resolve(choice: str, default: bool) -> bool:
@@ -151,51 +94,51 @@ class DCGAN:
     def __init__(self, settings: TrainSettings, image_shape: tuple[int, int, int]) -> None:
         self.settings = settings
         self.image_shape = tuple(image_shape)
+        runtime = settings.runtime
         gpu = bool(tf.config.list_physical_devices("GPU"))
-        mixed = _resolve(settings.mixed_precision, gpu or native_bfloat16())
+        mixed = _resolve(runtime.mixed_precision, gpu or native_bfloat16())
         self.dtype_policy = ("mixed_float16" if gpu else "mixed_bfloat16") if mixed else None
-        devices = replica_devices(settings)
+        devices = replica_devices(runtime, settings.schedule.batch_size)
         self.strategy = mirrored(tuple(devices)) if devices else None
-        self.jit_compile = _resolve(settings.jit_compile, gpu) and self.strategy is None
+        self.jit_compile = _resolve(runtime.jit_compile, gpu) and self.strategy is None
         auto_steps = GPU_STEPS_PER_CALL if gpu else 1
-        self.steps_per_call = auto_steps if settings.steps_per_call == "auto" else settings.steps_per_call
+        self.steps_per_call = auto_steps if runtime.steps_per_call == "auto" else runtime.steps_per_call
         with self.strategy.scope() if self.strategy else contextlib.nullcontext():
             self._build()
         # Outside the scope: the RNGs draw for the global batch, outside strategy.run.
         self.noise_rng = tf.random.Generator.from_seed(settings.seed)
-        self.augment_rng = tf.random.Generator.from_seed(settings.seed + 2) if settings.augment else None
+        self.augment_rng = tf.random.Generator.from_seed(settings.seed + 2) if settings.model.augment else None
         self.train_step = tf.function(self._train_step, reduce_retracing=True, jit_compile=self.jit_compile)
         self.train_steps = tf.function(self._train_steps)  # not XLA: it reads the dataset iterator
 
     def _build(self) -> None:
-        settings = self.settings
+        model, seed = self.settings.model, self.settings.seed
 
         def generator() -> keras.Model:
             return build_generator(
-                self.image_shape, settings.latent_dim, settings.g_filters, settings.max_blocks,
-                seed=settings.seed, dtype=self.dtype_policy,
+                self.image_shape, model.latent_dim, model.g_filters, model.max_blocks, seed=seed, dtype=self.dtype_policy,
             )  # fmt: skip
 
         self.generator = generator()
         self.discriminator = build_discriminator(
-            self.image_shape, settings.d_filters, settings.max_blocks, settings.dropout,
-            seed=settings.seed + 1, dtype=self.dtype_policy, spectral_norm=settings.spectral_norm,
-            minibatch_std=settings.minibatch_std,
+            self.image_shape, model.d_filters, model.max_blocks, self.settings.optimisation.dropout, seed=seed + 1,
+            dtype=self.dtype_policy, spectral_norm=model.spectral_norm, minibatch_std=model.minibatch_std,
         )  # fmt: skip
         # Same seeds: the EMA starts equal to the generator.
-        self.ema_generator = generator() if settings.ema_decay is not None else None
+        self.ema_generator = generator() if model.ema_decay is not None else None
         if self.strategy is not None:
             for layer in self.generator.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.synchronized = True  # read at each call: the global batch's statistics
+                    # Read at each call: the global batch's statistics, as on one device.
+                    layer.synchronized = True
 
-        self.g_optimizer = self._optimizer(settings.g_lr, self.generator)
-        self.d_optimizer = self._optimizer(settings.d_lr, self.discriminator)
+        self.g_optimizer = self._optimizer(self.settings.optimisation.g_lr, self.generator)
+        self.d_optimizer = self._optimizer(self.settings.optimisation.d_lr, self.discriminator)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
 
     def _optimizer(self, lr: float, model: keras.Model) -> keras.optimizers.Optimizer:
-        s = self.settings
-        optimizer = keras.optimizers.Adam(lr, beta_1=s.beta_1, beta_2=s.beta_2)
+        adam = self.settings.optimisation
+        optimizer = keras.optimizers.Adam(lr, beta_1=adam.beta_1, beta_2=adam.beta_2)
         if self.dtype_policy == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         # Built now, so a checkpoint restores its slots immediately instead of deferring them.
@@ -223,8 +166,8 @@ class DCGAN:
     def _train_step(self, real: tf.Tensor) -> dict[str, tf.Tensor]:
         """One update of D and G on a global batch of real images: uint8, or float in [-1, 1]."""
         batch = tf.shape(real)[0]
-        noise = self.noise_rng.normal([batch, self.settings.latent_dim])
-        if self.settings.lr_decay:
+        noise = self.noise_rng.normal([batch, self.settings.model.latent_dim])
+        if self.settings.optimisation.lr_decay:
             self._decay_learning_rates()
         if self.strategy is None:
             metrics = self._replica_step(real, noise, batch, self.augment_rng, self.augment_rng)
@@ -247,14 +190,14 @@ class DCGAN:
         rate variables, from the checkpointed step: a checkpoint holds the same variables with
         or without decay, and a resume continues the schedule."""
         s = self.settings
-        decay_steps = max(1, round(s.steps * s.lr_decay))
-        left = tf.clip_by_value((s.steps - tf.cast(self.step, tf.float32)) / decay_steps, 0.0, 1.0)
-        self.g_optimizer.learning_rate = s.g_lr * left
-        self.d_optimizer.learning_rate = s.d_lr * left
+        decay_steps = max(1, round(s.schedule.steps * s.optimisation.lr_decay))
+        left = tf.clip_by_value((s.schedule.steps - tf.cast(self.step, tf.float32)) / decay_steps, 0.0, 1.0)
+        self.g_optimizer.learning_rate = s.optimisation.g_lr * left
+        self.d_optimizer.learning_rate = s.optimisation.d_lr * left
 
     def _record_augment(self, images: tf.Tensor) -> list[tf.Tensor]:
         recorder = Recorder(self.augment_rng)
-        diff_augment(images, self.settings.augment, recorder)
+        diff_augment(images, self.settings.model.augment, recorder)
         return recorder.draws
 
     def _replicated(self, real: tf.Tensor, noise: tf.Tensor, draws: tuple, batch: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -273,12 +216,13 @@ class DCGAN:
         with tf.GradientTape(persistent=True) as tape:
             fake = self.generator(noise, training=True)
             if real_rng is not None:
-                real = diff_augment(real, s.augment, real_rng)
-                fake = diff_augment(fake, s.augment, fake_rng)
+                real = diff_augment(real, s.model.augment, real_rng)
+                fake = diff_augment(fake, s.model.augment, fake_rng)
             real_logits, r1 = self._real_logits(real, global_batch)
             fake_logits = self.discriminator(fake, training=True)
-            d_loss, g_loss = gan_losses(s.loss, real_logits, fake_logits, s.label_smoothing, global_batch)
+            d_loss, g_loss = gan_losses(s.optimisation.loss, real_logits, fake_logits, s.optimisation.label_smoothing, global_batch)
             d_loss += r1
+            # Float16 only: `apply` below unscales these gradients and skips a step whose are not finite.
             d_scaled = self.d_optimizer.scale_loss(d_loss)
             g_scaled = self.g_optimizer.scale_loss(g_loss)
         d_grads = tape.gradient(d_scaled, d_vars)
@@ -292,7 +236,7 @@ class DCGAN:
             # Warm-up (NVlabs' ema_rampup idea): the first steps' EMA follows G closely, so early
             # samples show what G has learnt instead of its initial, near-constant output.
             done = tf.cast(self.step, tf.float32)
-            decay = tf.minimum(self.settings.ema_decay, (1.0 + done) / (10.0 + done))
+            decay = tf.minimum(self.settings.model.ema_decay, (1.0 + done) / (10.0 + done))
             for ema, raw in zip(self.ema_generator.weights, self.generator.weights, strict=True):
                 # Weights move toward the generator; BatchNorm statistics are copied, as in NVlabs' code.
                 ema.assign(raw + decay * (ema - raw) if raw.trainable else raw)
@@ -306,7 +250,7 @@ class DCGAN:
     def _real_logits(self, real: tf.Tensor, global_batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """D's logits on the real batch and the R1 penalty (Mescheder et al. 2018): r1_gamma / 2
         times the mean squared norm of D's gradient at the real images, 0 when off."""
-        gamma = self.settings.r1_gamma
+        gamma = self.settings.optimisation.r1_gamma
         if not gamma:
             return self.discriminator(real, training=True), tf.constant(0.0)
         with tf.GradientTape() as tape:

@@ -93,7 +93,7 @@ def write_walk(settings: WalkSettings) -> Path:
         if not writer.isOpened():
             raise WalkError(f"OpenCV cannot write MPEG-4 video to {out}: check the folder is writable")
         try:
-            for latents in latent_batches(settings, gan.settings.latent_dim):
+            for latents in latent_batches(settings, gan.settings.model.latent_dim):
                 for frame in to_uint8(gan.sample(latents).numpy()):
                     frame = cv2.resize(frame, (width, height), interpolation=interpolation)
                     writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))

@@ -91,7 +91,9 @@ def field_title(name: str, _info: object = None) -> str:
     return name.replace("_", " ").capitalize()
 
 
-class Strict(BaseModel):
+class SettingsModel(BaseModel):
+    """Base of every settings model: frozen, unknown keys refused by name, form titles in words."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, field_title_generator=field_title)
 
     def digest(self) -> str:
@@ -104,7 +106,7 @@ def _digest(values: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-class DownloadSettings(Strict):
+class DownloadSettings(SettingsModel):
     downloader: Literal["yt-dlp", "pytube"] = Field(
         "yt-dlp", description="YouTube backend; yt-dlp keeps up with YouTube, pytube is the pytubefix API"
     )
@@ -147,7 +149,7 @@ class DownloadSettings(Strict):
 _BUCKET = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^\s]*)?")
 
 
-class StorageSettings(Strict):
+class StorageSettings(SettingsModel):
     """An S3-compatible bucket prefix for the data folder, Prefect's cache and run outputs
     (tasks/storage.py). Credentials never go here: they come from the environment or
     from a Prefect Secret block named here."""
@@ -181,7 +183,7 @@ def _parse_storage(value: object) -> object:
 Storage = Annotated[StorageSettings | None, BeforeValidator(_parse_storage)]
 
 
-class FrameSettings(Strict):
+class FrameSettings(SettingsModel):
     every: int | None = Field(240, gt=0, description="Keep every Nth frame (the article: 240)")
     every_seconds: float | None = Field(None, gt=0, description="Keep one frame every T seconds instead")
     start_s: float = Field(0.0, ge=0, description="Skip the video before this time")
@@ -249,7 +251,7 @@ class FrameSettings(Strict):
         return _digest({**self.model_dump(mode="json"), "crop_aspect": self.aspect})
 
 
-class IngestSettings(Strict):
+class IngestSettings(SettingsModel):
     data_dir: Path = Field(
         Path("data"), description="Downloads, shards, manifests and dataset.json live here; a relative path is "
         "relative to the flow run's working directory (on the deployments' workers: the checkout)",
@@ -278,28 +280,42 @@ class IngestSettings(Strict):
     )
 
 
-class TrainSettings(Strict):
-    data_dir: Path = Field(
-        Path("data"), description="Where ingest wrote dataset.json; a relative path is relative to the flow "
-        "run's working directory (on the deployments' workers: the checkout)",
-    )
-    run_dir: Path = Field(
-        Path("runs/default"), description="Checkpoints, grids, history; rerun to resume. Relative as data_dir"
-    )
-    steps: int = Field(2000, gt=0, description="Total optimiser steps, including resumed ones")
-    batch_size: int = Field(64, gt=0, description="Real images per step (the global batch over all devices)")
+class ModelSettings(SettingsModel):
+    """What a checkpoint's variables depend on: saved as the run's config.json, which rebuilds the
+    model (`synthwave generate`, `walk`), and a resume with other values is refused."""
+
     latent_dim: int = Field(100, gt=0, description="Length of the noise vector the generator draws from")
     g_filters: int = Field(256, gt=0, description="Channels of the generator's first block")
     d_filters: int = Field(64, gt=0, description="Channels of the discriminator's first block")
     max_blocks: int = Field(4, ge=1, le=6, description="Most up/down-sampling blocks")
-    # Defaults: the article's final learning rates (G 1e-3, D 1e-4) with D's Dropout at 0.3 (the
-    # article's 0.5), one-sided label smoothing 0.1 (Salimans et al. 2016), lrs decaying linearly
-    # to 0 over the whole run and a generator EMA of 0.99: 0.66x the article's SWD in
-    # benchmarks/quality.py at 10000 steps, 0.82x at 5000, on five seeds (README, "Quality
-    # results"; a D lr of 2e-4 measured 0.78x at 5000, within the noise of its five seeds);
-    # the DCGAN paper's 2e-4 for both nets measured 1.5x worse there, and a D lr of 4e-4 gave
-    # finer texture but fewer modes.
-    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after each of D's blocks (the article's: 0.5)")
+    ema_decay: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
+        0.99, gt=0, lt=1, description="EMA of generator weights for samples, SWD and walks; none: off"
+    )
+    # More of the recipe, off: none beat the defaults in benchmarks/quality.py (docs/quality.md).
+    spectral_norm: bool = Field(False, description="Spectral normalisation of D's conv and dense kernels")
+    minibatch_std: bool = Field(
+        False, description="D sees the batch's feature spread (ProGAN's minibatch stddev), so look-alike samples stand out"
+    )
+    augment: str = Field(
+        "", description="DiffAugment policies for D's inputs, comma-separated: color,translation,cutout; '': none"
+    )
+
+    @field_validator("augment")
+    @classmethod
+    def _policies(cls, augment: str) -> str:
+        names = [name.strip() for name in augment.split(",") if name.strip()]
+        unknown = sorted(set(names) - {"color", "translation", "cutout"})
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"augment {augment!r}: give distinct policies from color,translation,cutout, or ''")
+        return ",".join(names)
+
+
+class OptimisationSettings(SettingsModel):
+    """How each step updates the two nets: losses, optimisers, regularisation."""
+
+    # Defaults: the article's learning rates in the recipe benchmarks/quality.py chose (Dropout 0.3,
+    # label smoothing 0.1, decaying lrs, EMA 0.99); its figures and the rejected ones: docs/quality.md.
+    loss: Literal["bce", "hinge"] = Field("bce", description="bce: the article's; hinge: as in SN-GAN/BigGAN")
     g_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Generator's Adam lr (the article's)")
     d_lr: float = Field(
         1e-4,
@@ -309,42 +325,66 @@ class TrainSettings(Strict):
     )
     beta_1: float = Field(0.5, ge=0, lt=1, description="Adam's first-moment decay (DCGAN's 0.5)")
     beta_2: float = Field(0.999, ge=0, lt=1, description="Adam's second-moment decay")
-    label_smoothing: float = Field(
-        0.1, ge=0, lt=0.5, description="Real targets become 1 - this (loss bce; 0 by default with hinge)"
-    )
     lr_decay: float = Field(
         1.0, ge=0, le=1, description="Last fraction of the steps over which both lrs fall linearly to 0; 0: constant"
     )
-    ema_decay: Annotated[float | None, BeforeValidator(_parse_none)] = Field(
-        0.99, gt=0, lt=1, description="EMA of generator weights for samples, SWD and walks; none: off"
-    )
-    # More of the recipe, off: none beat the defaults in benchmarks/quality.py (docs/quality.md).
-    loss: Literal["bce", "hinge"] = Field("bce", description="bce: the article's; hinge: as in SN-GAN/BigGAN")
-    spectral_norm: bool = Field(False, description="Spectral normalisation of D's conv and dense kernels")
-    minibatch_std: bool = Field(
-        False, description="D sees the batch's feature spread (ProGAN's minibatch stddev), so look-alike samples stand out"
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout after each of D's blocks (the article's: 0.5)")
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=0.5, description="Real targets become 1 - this (loss bce; 0 by default with hinge)"
     )
     r1_gamma: float = Field(
         0.0, ge=0, allow_inf_nan=False, description="Weight of the R1 penalty on D's gradient at real images; 0: off"
     )
-    augment: str = Field(
-        "", description="DiffAugment policies for D's inputs, comma-separated: color,translation,cutout; '': none"
-    )
-    eval_every: int = Field(500, ge=0, description="Steps between SWD/MS-SSIM evaluations on held-out frames; 0: off")
-    eval_frames: int = Field(256, ge=16, description="Most held-out frames (and generated images) per evaluation")
-    seed: int = Field(0, description="Seeds weights, noise, dropout and shuffling: a seed repeats a run")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_default_smoothing_with_hinge(cls, data: Any) -> Any:
+        # The default smoothing is of BCE's real targets; hinge has no targets to smooth.
+        if isinstance(data, dict) and data.get("loss") == "hinge":
+            return {"label_smoothing": 0.0, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _smoothing_needs_bce(self) -> OptimisationSettings:
+        if self.loss == "hinge" and self.label_smoothing:
+            raise ValueError("label_smoothing applies to loss bce only: set it to 0 with loss hinge")
+        return self
+
+
+class ScheduleSettings(SettingsModel):
+    """How long the run trains, on what batches, and when it writes grids and checkpoints."""
+
+    steps: int = Field(2000, gt=0, description="Total optimiser steps, including resumed ones")
+    batch_size: int = Field(64, gt=0, description="Real images per step (the global batch over all devices)")
     shuffle_buffer: int = Field(2048, gt=0, description="Frames the reader shuffles among (more: better mixed)")
-    cache_frames: Literal["auto", "memory", "off"] = Field(
-        "auto", description="memory: decode each training frame once and serve later epochs from RAM; off: decode "
-        "them every epoch; auto: memory when the decoded frames fit in cache_memory_share"
-    )
-    cache_memory_share: float = Field(
-        0.25, gt=0, le=0.9, description="Share of the machine's (or container's) memory cache_frames auto may fill"
-    )
     sample_every: int = Field(100, gt=0, description="Steps between image grids")
     checkpoint_every: int = Field(200, gt=0, description="Steps between checkpoints")
+
+
+class EvaluationSettings(SettingsModel):
+    """SWD and MS-SSIM of samples against held-out frames, during training."""
+
+    eval_every: int = Field(500, ge=0, description="Steps between SWD/MS-SSIM evaluations on held-out frames; 0: off")
+    eval_frames: int = Field(256, ge=16, description="Most held-out frames (and generated images) per evaluation")
+
+
+class OutputSettings(SettingsModel):
+    """What the run directory keeps and shows besides the checkpoints' schedule."""
+
     keep_checkpoints: int = Field(3, gt=0, description="Newest checkpoints kept; older ones are deleted")
     grid_size: int = Field(16, gt=0, description="Images in a grid (a square number reads best)")
+    walk_seconds: float = Field(
+        4.0, ge=0, description="Seconds of latent walk (walk.mp4, at the image size) after training; 0: none"
+    )
+    artifact_base_url: str | None = Field(
+        None, description="URL the browser reaches run_dir at (e.g. a static server or bucket)"
+    )
+
+
+class RuntimeSettings(SettingsModel):
+    """Where and how the step computes and the frames are kept: speed, not what is learnt
+    (up to float rounding)."""
+
     # The default comes from SYNTHWAVE_MIXED_PRECISION when set, so one variable runs a whole test
     # suite (or a worker) in float32 or bfloat16 whatever the CPU would pick (.ci/run does both).
     mixed_precision: Literal["auto", "on", "off"] = Field(
@@ -361,47 +401,103 @@ class TrainSettings(Strict):
         "auto", description="auto: every GPU when there are several (batch_size is the global batch); "
         "one: a single device; all: every GPU, or every logical CPU without one"
     )
-    artifact_base_url: str | None = Field(
-        None, description="URL the browser reaches run_dir at (e.g. a static server or bucket)"
+    cache_frames: Literal["auto", "memory", "off"] = Field(
+        "auto", description="memory: decode each training frame once and serve later epochs from RAM; off: decode "
+        "them every epoch; auto: memory when the decoded frames fit in cache_memory_share"
     )
-    walk_seconds: float = Field(
-        4.0, ge=0, description="Seconds of latent walk (walk.mp4, at the image size) after training; 0: none"
+    cache_memory_share: float = Field(
+        0.25, gt=0, le=0.9, description="Share of the machine's (or container's) memory cache_frames auto may fill"
     )
+
+
+# TrainSettings' groups: each field's flat name (the CLI flag, a flat prefect.yaml key) is unique.
+TRAIN_GROUPS: dict[str, type[SettingsModel]] = {
+    "model": ModelSettings, "optimisation": OptimisationSettings, "schedule": ScheduleSettings,
+    "evaluation": EvaluationSettings, "outputs": OutputSettings, "runtime": RuntimeSettings,
+}  # fmt: skip
+_GROUP_OF = {name: group for group, model in TRAIN_GROUPS.items() for name in model.model_fields}
+
+
+def _flat_keys_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema (Prefect's form and its server-side check) also accepts each field's flat name
+    at the top level, as `_into_groups` does; unknown keys still fail."""
+    schema["patternProperties"] = {f"^({'|'.join(sorted(_GROUP_OF))})$": {}}
+
+
+class TrainSettings(SettingsModel):
+    """A training run: where its data and run directory are, its seed, and its settings in groups.
+
+    Each group's fields may also be given flat (`steps: 5000`, as the CLI flags and earlier
+    prefect.yaml files give them): they are moved into their group before validation.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_flat_keys_schema)
+
+    data_dir: Path = Field(
+        Path("data"), description="Where ingest wrote dataset.json; a relative path is relative to the flow "
+        "run's working directory (on the deployments' workers: the checkout)",
+    )
+    run_dir: Path = Field(
+        Path("runs/default"), description="Checkpoints, grids, history; rerun to resume. Relative as data_dir"
+    )
+    seed: int = Field(0, description="Seeds weights, noise, dropout and shuffling: a seed repeats a run")
     storage: Storage = Field(
         None, description="s3://bucket/prefix to stage dataset.json's shards from and mirror runs/<run dir name> to"
     )
-
-    @field_validator("augment")
-    @classmethod
-    def _policies(cls, augment: str) -> str:
-        names = [name.strip() for name in augment.split(",") if name.strip()]
-        unknown = sorted(set(names) - {"color", "translation", "cutout"})
-        if unknown or len(set(names)) != len(names):
-            raise ValueError(f"augment {augment!r}: give distinct policies from color,translation,cutout, or ''")
-        return ",".join(names)
+    model: ModelSettings = Field(ModelSettings(), description="The networks; a resumed run must keep them")
+    optimisation: OptimisationSettings = Field(OptimisationSettings(), description="Losses, optimisers, regularisation")
+    schedule: ScheduleSettings = Field(ScheduleSettings(), description="Steps, batches, grids and checkpoints")
+    evaluation: EvaluationSettings = Field(EvaluationSettings(), description="SWD and MS-SSIM against held-out frames")
+    outputs: OutputSettings = Field(OutputSettings(), description="Checkpoints kept, grids, the latent walk, links")
+    runtime: RuntimeSettings = Field(
+        default_factory=RuntimeSettings, description="Precision, XLA, devices, steps per call, the frame cache"
+    )
 
     @model_validator(mode="before")
     @classmethod
-    def _no_default_smoothing_with_hinge(cls, data: Any) -> Any:
-        # The default smoothing is of BCE's real targets; hinge has no targets to smooth.
-        if isinstance(data, dict) and data.get("loss") == "hinge":
-            return {"label_smoothing": 0.0, **data}
+    def _into_groups(cls, data: Any) -> Any:
+        """Flat keys (`steps`) into their group (`schedule.steps`); a key given both ways is refused."""
+        if not isinstance(data, dict) or not any(key in _GROUP_OF for key in data):
+            return data
+        data = dict(data)
+        for key in [key for key in data if key in _GROUP_OF]:
+            group = _GROUP_OF[key]
+            given = data.get(group) or {}
+            given = given.model_dump(exclude_unset=True) if isinstance(given, BaseModel) else dict(given)
+            if key in given:
+                raise ValueError(f"{key} is given twice, flat and in {group}: give it once")
+            data[group] = {**given, key: data.pop(key)}
         return data
 
-    @model_validator(mode="after")
-    def _smoothing_needs_bce(self) -> TrainSettings:
-        if self.loss == "hinge" and self.label_smoothing:
-            raise ValueError("label_smoothing applies to loss bce only: set it to 0 with loss hinge")
-        return self
+    def flat(self) -> dict[str, Any]:
+        """Every field by its flat name, the layout before the groups (JSON values)."""
+        values = self.model_dump(mode="json")
+        return {**{k: v for k, v in values.items() if k not in TRAIN_GROUPS},
+                **{k: v for group in TRAIN_GROUPS for k, v in values[group].items()}}  # fmt: skip
 
-    def model_settings(self) -> dict:
-        """Settings a checkpoint depends on: a run dir written with others is refused."""
-        keys = ("latent_dim", "g_filters", "d_filters", "max_blocks", "ema_decay", "spectral_norm", "augment",
-                "minibatch_std")  # fmt: skip
-        return {key: getattr(self, key) for key in keys}
+    def digest(self) -> str:
+        """As SettingsModel's, of the flat layout: a run's digest did not change with the groups."""
+        return hashlib.sha256(json.dumps(self.flat(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> TrainSettings:
+        """pydantic's copy; with flat names in `update` (`steps`), `updated`'s validated copy instead."""
+        if update and any(key in _GROUP_OF for key in update):
+            return self.updated(**update)
+        return super().model_copy(update=update, deep=deep)
+
+    def updated(self, **changes: Any) -> TrainSettings:
+        """A copy with `changes` (flat names or groups), validated as a new one would be."""
+        values = self.model_dump(exclude_unset=True)
+        for key, value in changes.items():
+            if key in _GROUP_OF:
+                group = _GROUP_OF[key]
+                values[group] = {**values.get(group, {}), key: value}
+            else:
+                values[key] = value
+        return TrainSettings.model_validate(values)
 
 
-class WalkSettings(Strict):
+class WalkSettings(SettingsModel):
     run_dir: Path = Field(description="A training run directory (its latest checkpoint is used)")
     out: Path = Field(Path("walk.mp4"), description="MP4 file to write")
     seconds: float = Field(10.0, gt=0, description="Length of the video")

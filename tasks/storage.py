@@ -1,24 +1,16 @@
 """Object storage: the data folder, Prefect's cache and run outputs in an S3-compatible bucket.
 
-Local folders stay the working scratch: downloads, temp shards and TF checkpoints are
-written to local disk exactly as without storage. With `storage.url` (s3://bucket/prefix)
-the bucket holds the durable copy, in the data folder's own layout:
+Local folders stay the working scratch; with `storage.url` (s3://bucket/prefix) the bucket
+holds the durable copy, in the data folder's own layout:
 
     <url>/shards/<key>/<digest>/     a video's shards, then its manifest.json
     <url>/dataset.json               after every manifest it names
-    <url>/.prefect/cache-keys/       the ingest steps' Prefect cache records and results:
-    <url>/.prefect/results/          another machine with the same bucket gets them Cached
+    <url>/.prefect/cache-keys/, results/   the ingest steps' Prefect cache: Cached on another machine
     <url>/runs/<run dir name>/       a training run directory, mirrored after each checkpoint
 
 Every object is written whole (an S3 PUT is atomic) and the object that says a set is
-complete goes last: manifest.json after its shards, dataset.json after the manifests,
-checkpoints/checkpoint after the files it names; a pulled run's config.json after the
-rest. A reader that finds the marker finds the whole set, with no lock across machines.
-The ingest locks are per machine: two machines ingesting one video at once both compute
-it, and each publish is whole, so the cost is time, never a corrupt set.
-
-Training reads local copies: stage_dataset() downloads the shards dataset.json lists into
-the local data folder, which benchmarks/storage.py measured faster than streaming them.
+complete goes last, so a reader that finds the marker finds the whole set, with no lock
+across machines. Training reads local copies (`stage_dataset`). docs/object-storage.md.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ import functools
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -317,12 +308,3 @@ class RunMirror:
             self.bucket.delete(f"{self.prefix}/{relative}")
             del self.sent[relative]
         return len(changed)
-
-    def after(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
-        """`callback`, then a push: the training loop's on_progress, with uploads."""
-
-        def both(progress: Any) -> None:
-            callback(progress)
-            self.push()
-
-        return both

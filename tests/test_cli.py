@@ -22,7 +22,7 @@ def test_flags_map_onto_nested_settings():
     assert settings.frames.every == 10 and settings.frames.size == (32, 56)
     assert settings.download.downloader == "pytube" and settings.download.max_height == 480
     assert settings.shard_mb == 5.0 and str(settings.data_dir) == "d"
-    assert train_settings(build_parser().parse_args(["train", "--steps", "7"])).steps == 7
+    assert train_settings(build_parser().parse_args(["train", "--steps", "7"])).schedule.steps == 7
 
 
 def test_curation_is_on_by_default_and_each_part_can_be_turned_off():
@@ -41,9 +41,9 @@ def test_label_smoothing_defaults_to_bce_only_and_hinge_refuses_it_when_asked(ca
     def parsed(*flags: str):
         return train_settings(build_parser().parse_args(["train", *flags]))
 
-    assert (parsed().loss, parsed().label_smoothing) == ("bce", 0.1)
-    assert parsed("--loss", "hinge").label_smoothing == 0.0
-    assert parsed("--loss", "hinge", "--label-smoothing", "0").label_smoothing == 0.0
+    assert (parsed().optimisation.loss, parsed().optimisation.label_smoothing) == ("bce", 0.1)
+    assert parsed("--loss", "hinge").optimisation.label_smoothing == 0.0
+    assert parsed("--loss", "hinge", "--label-smoothing", "0").optimisation.label_smoothing == 0.0
     assert main(["train", "--loss", "hinge", "--label-smoothing", "0.2"]) == 2
     assert "label_smoothing applies to loss bce only" in capsys.readouterr().err
 
@@ -54,7 +54,7 @@ def test_label_smoothing_defaults_to_bce_only_and_hinge_refuses_it_when_asked(ca
         (["ingest", "x.mp4", "--every", "-3"], "setting frames.every: Input should be greater than 0"),
         (["ingest", "x.mp4", "--size", "big"], "setting frames.size"),
         (["ingest", "x.mp4", "--downloader", "wget"], "setting download.downloader"),
-        (["train", "--batch-size", "many"], "setting batch_size"),
+        (["train", "--batch-size", "many"], "setting schedule.batch_size"),
     ],
 )
 def test_bad_settings_name_the_key(argv, message, capsys):

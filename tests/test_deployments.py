@@ -327,5 +327,29 @@ def test_every_field_of_the_run_forms_is_described_and_titled_for_a_person():
             assert field.get("description"), f"{flow.name}: {model}.{name} has no description"
             title = field.get("title", "")
             assert not re.search(r"\b(S|Mb|Lr|Dim)\b", title), f"{model}.{name}: {title!r}"
-    titles = {f["title"] for f in parameter_schema(train).model_dump_for_openapi()["definitions"]["TrainSettings"]["properties"].values()}
-    assert {"Generator learning rate", "Run directory", "Walk seconds"} <= titles
+    definitions = parameter_schema(train).model_dump_for_openapi()["definitions"]
+    groups = {name: field["title"] for name, field in definitions["TrainSettings"]["properties"].items()}
+    assert {"Run directory", "Model", "Optimisation", "Runtime"} <= set(groups.values())
+    titles = {f["title"] for model in definitions.values() for f in model.get("properties", {}).values()}
+    assert {"Generator learning rate", "Walk seconds"} <= titles
+
+
+def test_flat_train_keys_of_earlier_prefect_yaml_files_still_validate():
+    """Before the groups, every TrainSettings key sat directly under `settings:`; such a file still
+    passes the server's check of the flow's schema and builds the same settings. A typo fails both."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools import validate
+    from prefect.utilities.schema_tools.validation import ValidationError
+
+    from flows.train import train
+
+    schema = parameter_schema(train).model_dump_for_openapi()
+    flat = {"data_dir": "data", "run_dir": "runs/a", "steps": 5000, "g_lr": 2e-4, "eval_every": 0, "devices": "one"}
+    validate({"settings": flat}, schema, raise_on_error=True, ignore_required=True)
+    settings = TrainSettings.model_validate(flat)
+    grouped = {"data_dir": "data", "run_dir": "runs/a", "schedule": {"steps": 5000}, "optimisation": {"g_lr": 2e-4},
+               "evaluation": {"eval_every": 0}, "runtime": {"devices": "one"}}  # fmt: skip
+    validate({"settings": grouped}, schema, raise_on_error=True, ignore_required=True)
+    assert settings == TrainSettings.model_validate(grouped) and settings.schedule.steps == 5000
+    with pytest.raises(ValidationError):
+        validate({"settings": {**flat, "stepz": 1}}, schema, raise_on_error=True, ignore_required=True)

@@ -80,11 +80,11 @@ def test_training_loop_resumes_across_replica_counts(found: dict) -> None:
 
 
 def _loop(out: Path) -> dict | None:
-    """gan.loop.train on a run dir, switching between two replicas and one device on resume."""
+    """gan.loop.run_training on a run dir, switching between two replicas and one device on resume."""
     import numpy as np
     import pandas as pd
 
-    from gan.loop import train
+    from gan.loop import run_training
     from synthwave.settings import FrameSettings, TrainSettings
     from tasks.shards import write_video_shards
 
@@ -95,7 +95,7 @@ def _loop(out: Path) -> dict | None:
     run = dict(run_dir=out / "run", batch_size=8, g_filters=16, d_filters=8, max_blocks=2, shuffle_buffer=32,
                checkpoint_every=2, eval_every=2, eval_frames=16, ema_decay=0.9, walk_seconds=0, steps_per_call=2)  # fmt: skip
     for steps, devices in ((2, "all"), (3, "one")):
-        train(TrainSettings(**run, steps=steps, devices=devices), shards, (32, 56, 3), 109)
+        run_training(TrainSettings(**run, steps=steps, devices=devices), shards, (32, 56, 3), 109)
     history = pd.read_parquet(out / "run" / "history.parquet")
     losses = history[["g_loss", "d_loss", "d_real", "d_fake"]].to_numpy()
     evaluated = history.dropna(subset=["swd_mean"])["step"].tolist()
@@ -112,7 +112,7 @@ def _child(out: Path) -> dict:
     import numpy as np
 
     from gan.distribute import ReplicaError
-    from gan.loop import train
+    from gan.loop import run_training
     from gan.step import DCGAN
     from synthwave.settings import TrainSettings
 
@@ -176,7 +176,7 @@ def _child(out: Path) -> dict:
         refused.append(str(exc))
     run_dir = out / "refused-run"
     try:
-        train(TrainSettings(**{**TINY, "batch_size": 5}, devices="all", eval_every=0, run_dir=run_dir), [], SHAPE, 0)
+        run_training(TrainSettings(**{**TINY, "batch_size": 5}, devices="all", eval_every=0, run_dir=run_dir), [], SHAPE, 0)
     except ReplicaError as exc:
         refused.append(str(exc))
     try:

@@ -1,4 +1,4 @@
-"""gan.loop.train with several steps per call, uint8 batches, the frame cache, and the GPU
+"""gan.loop.run_training with several steps per call, uint8 batches, the frame cache, and the GPU
 configuration (float16 with loss scaling, XLA, K > 1) run on the CPU."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import gan.loop
-from gan.loop import Status, call_length
-from gan.loop import train as train_loop
+from gan.loop import Status, call_length, run_training
 from gan.step import DCGAN, GPU_STEPS_PER_CALL
 from synthwave.settings import FrameSettings, TrainSettings
 from tasks.shards import write_video_shards
@@ -61,9 +60,10 @@ def recorded(monkeypatch) -> dict:
 
 def test_a_call_ends_at_the_next_sample_evaluation_or_checkpoint() -> None:
     settings = TrainSettings(steps=10, sample_every=4, checkpoint_every=5, eval_every=6)
-    assert [call_length(settings, step, 3) for step in (0, 3, 4, 5, 6, 8, 9)] == [3, 1, 1, 1, 2, 2, 1]
-    assert call_length(settings.model_copy(update={"eval_every": 0}), 5, 8) == 3
-    assert call_length(settings, 0, 1) == 1
+    schedule, evaluation = settings.schedule, settings.evaluation
+    assert [call_length(schedule, evaluation, step, 3) for step in (0, 3, 4, 5, 6, 8, 9)] == [3, 1, 1, 1, 2, 2, 1]
+    assert call_length(schedule, evaluation.model_copy(update={"eval_every": 0}), 5, 8) == 3
+    assert call_length(schedule, evaluation, 0, 1) == 1
 
 
 @pytest.mark.parametrize("precision", ["off", "on"])
@@ -75,7 +75,7 @@ def test_several_steps_per_call_train_exactly_as_one(shards, tmp_path, recorded,
         settings = TrainSettings(**TINY, run_dir=tmp_path / f"k{k}", steps=10, sample_every=3, checkpoint_every=5,
                                  eval_every=4, steps_per_call=k, mixed_precision=precision)  # fmt: skip
         recorded["calls"].clear()
-        train_loop(settings, shards, SHAPE, 109)
+        run_training(settings, shards, SHAPE, 109)
         histories[k] = pd.read_parquet(tmp_path / f"k{k}" / "history.parquet")
         run = tmp_path / f"k{k}"
         assert sorted(p.name for p in (run / "samples").glob("grid-*.png")) == [
@@ -101,8 +101,8 @@ def test_status_reports_every_call_and_where_a_resumed_run_started(shards, tmp_p
     statuses: list[Status] = []
     settings = TrainSettings(**TINY, run_dir=tmp_path / "run", steps=4, checkpoint_every=2, sample_every=2,
                              eval_every=0, steps_per_call=2)  # fmt: skip
-    train_loop(settings, shards, SHAPE, 109, on_status=statuses.append)
-    train_loop(settings.model_copy(update={"steps": 6}), shards, SHAPE, 109, on_status=statuses.append)
+    run_training(settings, shards, SHAPE, 109, on_status=statuses.append)
+    run_training(settings.model_copy(update={"steps": 6}), shards, SHAPE, 109, on_status=statuses.append)
     assert [(s.step, s.total, s.start) for s in statuses] == [(2, 4, 0), (4, 4, 0), (6, 6, 4)]
     assert all(np.isfinite([s.g_loss, s.d_loss]).all() and s.images_per_s > 0 for s in statuses)
     assert all(0 <= s.input_share < 1 for s in statuses)
@@ -116,8 +116,8 @@ def test_gpu_configuration_runs_on_cpu(shards, tmp_path, recorded, monkeypatch) 
                         lambda kind=None: ["pretend GPU"] if kind == "GPU" else physical(kind))  # fmt: skip
     settings = TrainSettings(**TINY, run_dir=tmp_path / "run", steps=5, checkpoint_every=4, sample_every=100,
                              eval_every=0, mixed_precision="auto", jit_compile="auto")  # fmt: skip
-    train_loop(settings, shards, SHAPE, 109)
-    train_loop(settings.model_copy(update={"steps": 7}), shards, SHAPE, 109)  # resumes from step 5
+    run_training(settings, shards, SHAPE, 109)
+    run_training(settings.model_copy(update={"steps": 7}), shards, SHAPE, 109)  # resumes from step 5
     for model in recorded["models"]:
         assert model.dtype_policy == "mixed_float16" and model.jit_compile
         assert model.steps_per_call == GPU_STEPS_PER_CALL > 4

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan.models import BatchNormalization, Dropout, MinibatchStdDev, build_discriminator, build_generator, upsampling_plan
+from gan.layers import FusedBatchNorm, MinibatchStdDev, Uint16Dropout
+from gan.models import build_discriminator, build_generator, upsampling_plan
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ def test_minibatch_std_lets_d_tell_a_uniform_batch_from_a_varied_one(dtype: str 
 
 @pytest.mark.parametrize("rate", [0.5, 0.3])
 def test_dropout_draws_keras_bernoulli_mask_and_its_gradient(rate: float) -> None:
-    layer = Dropout(rate, seed=7)
+    layer = Uint16Dropout(rate, seed=7)
     x = tf.random.uniform([8, 12, 20, 33], 1.0, 2.0)  # odd channels: the last 16-bit draw is cut off
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -115,7 +116,7 @@ def test_dropout_draws_keras_bernoulli_mask_and_its_gradient(rate: float) -> Non
     assert abs(kept[..., -1].mean() - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / kept[..., -1].size)
     assert np.array_equal(layer(x, training=False), x)
     # Seeded: one seed, one sequence of masks; a call draws a new one.
-    again = Dropout(rate, seed=7)
+    again = Uint16Dropout(rate, seed=7)
     assert np.array_equal(again(x, training=True), y) and not np.array_equal(again(x, training=True), y)
 
 
@@ -124,7 +125,7 @@ def test_dropout_draws_keras_bernoulli_mask_and_its_gradient(rate: float) -> Non
 def test_fused_batch_norm_is_keras_batch_norm(shape: tuple[int, ...], dtype: str | None, tmp_path) -> None:
     """Outputs, gradients and moving statistics of Keras' layer, in training and inference, from one
     set of weights: a checkpoint of either restores into the other."""
-    keras_bn, fused_bn = keras.layers.BatchNormalization(dtype=dtype), BatchNormalization(dtype=dtype)
+    keras_bn, fused_bn = keras.layers.BatchNormalization(dtype=dtype), FusedBatchNorm(dtype=dtype)
     x = tf.random.stateless_normal(shape, seed=(1, 2)) * 3.0 + 1.0
     keras_bn.build(x.shape)
     for variable, value in zip(keras_bn.weights, (1.5, -0.5, 0.3, 2.0), strict=True):  # gamma, beta, mean, var

@@ -15,7 +15,7 @@ from synthwave import records
 from gan.data import holdout_images, image_dataset, parse_record
 from gan.history import COLUMNS
 from gan.index import DatasetError, Holdout, load_index
-from gan.loop import COLLAPSE_JUDGED_FROM, evaluate, train
+from gan.loop import COLLAPSE_JUDGED_FROM, evaluate, run_training
 from gan.metrics import ms_ssim_diversity
 from synthwave.settings import FrameSettings, TrainSettings
 from tasks.shards import write_video_shards
@@ -65,7 +65,7 @@ def test_tiny_run_writes_swd_columns(shards, tmp_path):
         sample_every=2, checkpoint_every=2, shuffle_buffer=32, eval_every=2, eval_frames=16,
         loss="hinge", spectral_norm=True, augment="color,translation,cutout", ema_decay=0.9,
     )  # fmt: skip
-    final = train(settings, shards, (32, 56, 3), 109)
+    final = run_training(settings, shards, (32, 56, 3), 109)
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
     assert list(history.columns) == list(COLUMNS)
     evaluated = history.dropna(subset=["swd_mean"])

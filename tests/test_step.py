@@ -150,7 +150,7 @@ def test_recipe_is_deterministic_and_spectral_norm_bounds_d(precision: str) -> N
     for layer in normed:
         kernel = layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1])
         np.testing.assert_allclose(np.linalg.norm(kernel, 2), 1.0, rtol=0.1)  # unnormalised: ~0.2
-    assert make(spectral_norm=True).settings.model_settings()["spectral_norm"] is True
+    assert make(spectral_norm=True).settings.model.spectral_norm is True
 
 
 def test_augmentation_changes_only_what_d_sees() -> None:

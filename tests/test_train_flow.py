@@ -28,8 +28,7 @@ from flows.train import train
 import gan.loop
 from gan.history import COLUMNS
 from gan.index import DatasetError, Holdout, load_index
-from gan.loop import NonFiniteLoss, Status, generate
-from gan.loop import train as train_loop
+from gan.loop import NonFiniteLoss, Status, generate, run_training
 from gan.run import _LEGACY_MODEL_SETTINGS, RunDirError
 from gan.step import DCGAN
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
@@ -191,14 +190,14 @@ def test_same_seed_same_losses(data_dir, tmp_path):
     losses = []
     for name in ("a", "b"):
         settings = tiny(data_dir, tmp_path / name, steps=4)
-        final = train_loop(settings, index.shards, index.shape, index.frames)
+        final = run_training(settings, index.shards, index.shape, index.frames)
         losses.append(final.history[["g_loss", "d_loss"]].to_numpy())
     np.testing.assert_array_equal(losses[0], losses[1])
 
 
 def test_generate_samples_the_latest_checkpoint(data_dir, tmp_path):
     index = load_index(data_dir)
-    train_loop(tiny(data_dir, tmp_path / "run", steps=3), index.shards, index.shape, index.frames)
+    run_training(tiny(data_dir, tmp_path / "run", steps=3), index.shards, index.shape, index.frames)
     images = generate(tmp_path / "run", count=5, seed=3)
     assert images.shape == (5, 32, 56, 3) and images.min() >= -1 and images.max() <= 1
     np.testing.assert_array_equal(images, generate(tmp_path / "run", count=5, seed=3))
@@ -209,13 +208,13 @@ def test_a_run_dir_from_before_a_model_setting_restores(data_dir, tmp_path):
     the value those runs were made with, so generate() and a resume still work."""
     index = load_index(data_dir)
     old = tiny(data_dir, tmp_path / "old", steps=1)
-    train_loop(old, index.shards, index.shape, index.frames)
+    run_training(old, index.shards, index.shape, index.frames)
     config = json.loads((tmp_path / "old" / "config.json").read_text())
     for key in _LEGACY_MODEL_SETTINGS:
         del config["model_settings"][key]
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     images = generate(tmp_path / "old", count=2)
-    train_loop(old.model_copy(update={"steps": 2}), index.shards, index.shape, index.frames)  # not refused
+    run_training(old.updated(steps=2), index.shards, index.shape, index.frames)  # not refused
     assert images.shape == (2, 32, 56, 3) and not np.array_equal(images, generate(tmp_path / "old", count=2))
 
 
@@ -223,9 +222,9 @@ def test_clear_errors(data_dir, tmp_path):
     with pytest.raises(DatasetError, match="dataset.json not found"):
         load_index(tmp_path / "nothing")
     index = load_index(data_dir)
-    train_loop(tiny(data_dir, tmp_path / "run", steps=1), index.shards, index.shape, index.frames)
+    run_training(tiny(data_dir, tmp_path / "run", steps=1), index.shards, index.shape, index.frames)
     with pytest.raises(RunDirError, match="use another --run-dir"):
-        train_loop(tiny(data_dir, tmp_path / "run", steps=2, g_filters=64), index.shards, index.shape, index.frames)
+        run_training(tiny(data_dir, tmp_path / "run", steps=2, g_filters=64), index.shards, index.shape, index.frames)
 
     mixed = tmp_path / "mixed"
     shutil.copytree(data_dir, mixed)  # shard paths stay inside the data dir
@@ -241,20 +240,20 @@ def test_a_checkpoint_that_does_not_restore_is_one_clear_error(data_dir, tmp_pat
     damaged: one line naming the checkpoint and what to do, and the files stay as they were."""
     index = load_index(data_dir)
     settings = tiny(data_dir, tmp_path / "run", steps=3)
-    train_loop(settings, index.shards, index.shape, index.frames)
+    run_training(settings, index.shards, index.shape, index.frames)
     latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
     files = {path: path.read_bytes() for path in (tmp_path / "run" / "checkpoints").iterdir()}
-    other = DCGAN(settings.model_copy(update={"g_filters": 64}), index.shape)  # G's kernels of another shape
+    other = DCGAN(settings.updated(g_filters=64), index.shape)  # G's kernels of another shape
     other.checkpoint().write(latest)
-    more = settings.model_copy(update={"steps": 4})
+    more = settings.updated(steps=4)
     with pytest.raises(RunDirError, match=r"^checkpoint .*ckpt-\d+ does not restore into this model .*another --run-dir$"):
-        train_loop(more, index.shards, index.shape, index.frames)
+        run_training(more, index.shards, index.shape, index.frames)
     for path, content in files.items():
         path.write_bytes(content)
     data = next(path for path in files if ".data-" in path.name and path.name.startswith(Path(latest).name))
     data.write_bytes(files[data][: len(files[data]) // 2])  # a damaged file
     with pytest.raises(RunDirError, match="does not restore into this model"):
-        train_loop(more, index.shards, index.shape, index.frames)
+        run_training(more, index.shards, index.shape, index.frames)
     assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == sorted(files)  # nothing removed or added
 
 
@@ -271,7 +270,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, m
     index = load_index(data_dir)
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLoss, match=r"step 5 .*ckpt-3"):
-        train_loop(tiny(data_dir, run, steps=10), index.shards, index.shape, index.frames)
+        run_training(tiny(data_dir, run, steps=10), index.shards, index.shape, index.frames)
     assert sorted(p.name for p in (run / "checkpoints").glob("*.index")) == ["ckpt-3.index"]
     assert pd.read_parquet(run / "history.parquet")["step"].max() == 3
 

@@ -171,7 +171,7 @@ def test_two_ingest_processes_over_overlapping_sources(prefect_server, video_ser
 
 def test_two_trainings_on_one_run_dir_never_interleave(tmp_path):
     """A real second process holds the run directory; training here is refused at once, naming it."""
-    from gan.loop import train as train_loop
+    from gan.loop import run_training
     from gan.run import RunDir, RunDirError
     from synthwave.settings import TrainSettings
 
@@ -184,7 +184,7 @@ def test_two_trainings_on_one_run_dir_never_interleave(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunDirError, match=f"in use by pid {holder.pid}"):
-            train_loop(TrainSettings(run_dir=run, steps=1), [], (32, 56, 3), 1)
+            run_training(TrainSettings(run_dir=run, steps=1), [], (32, 56, 3), 1)
         assert sorted(p.name for p in run.iterdir()) == [".lock"]  # no config.json, no checkpoint
     finally:
         kill_9(holder)

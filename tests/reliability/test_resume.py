@@ -1,5 +1,6 @@
 """Training resumes past damage: a damaged history, a missing or damaged newest checkpoint,
-a full disk during a checkpoint; and a damaged shard is named before training starts."""
+a full disk during a checkpoint; and a damaged shard is named before training starts. A run
+directory written before the settings had groups resumes too."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -15,7 +17,7 @@ import tensorflow as tf
 from flows.ingest import ingest
 from gan.checkpoints import CheckpointWriteError
 from gan.index import DatasetError, load_index
-from gan.loop import train as train_loop
+from gan.loop import run_training
 from cli.main import main
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
 from tests.reliability.helpers import gradient, make_video
@@ -39,7 +41,7 @@ def tiny(data: Path, run: Path, steps: int) -> TrainSettings:
 
 def train(settings: TrainSettings):
     index = load_index(settings.data_dir)
-    return train_loop(settings, index.shards, index.shape, index.frames)
+    return run_training(settings, index.shards, index.shape, index.frames)
 
 
 def steps_in(run: Path) -> list[int]:
@@ -137,3 +139,42 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_save(
     (run / "checkpoints" / "ckpt-5_temp_0123").mkdir()  # as a kill -9 mid-save leaves: swept on resume
     assert train(tiny(data, run, steps=6)).step == 6
     assert not list((run / "checkpoints").glob("*_temp*")) and steps_in(run) == list(range(1, 7))
+
+
+# A 2-step run directory written by the code before TrainSettings had groups (commit fe26d9a,
+# flat settings): its config.json, checkpoint, history and the flat settings it was made with.
+OLD_RUN = Path(__file__).resolve().parents[1] / "data" / "run-before-setting-groups"
+BOOK = Path(__file__).resolve().parents[2].parent / "shared" / "videos" / "book.mkv"
+
+
+def test_a_run_directory_from_before_the_setting_groups_resumes(tmp_path, caplog):
+    """Its config.json is the model group's dump, its checkpoint restores whole, and its flat
+    settings (as an earlier prefect.yaml or JSON config gives them) continue the run."""
+    if not BOOK.is_file():
+        pytest.skip(f"sample clip {BOOK} is absent")
+    from gan.loop import restore
+    from tasks.shards import write_video_shards
+
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    config = (run / "config.json").read_bytes()
+    flat = json.loads((run / "settings.json").read_text())
+    settings = TrainSettings.model_validate({**flat, "run_dir": run, "steps": 4})
+    assert json.loads(config)["model_settings"] == settings.model.model_dump(mode="json")
+
+    # Every weight of the restored EMA generator and discriminator is one of the checkpoint's, as saved.
+    saved = tf.train.load_checkpoint(str(run / "checkpoints" / "ckpt-2"))
+    tensors = [np.asarray(saved.get_tensor(name)) for name, _ in tf.train.list_variables(str(run / "checkpoints" / "ckpt-2"))]
+    gan = restore(run)
+    assert int(gan.step.numpy()) == 2
+    for weight in gan.ema_generator.weights + gan.discriminator.weights:
+        assert any(t.shape == weight.shape and np.array_equal(t, weight.numpy()) for t in tensors), weight.path
+
+    shards = tmp_path / "shards"
+    frames = FrameSettings(every=1, size=(32, 56), dedupe=False)
+    manifest = write_video_shards(BOOK, "book", frames, 0.1, shards)
+    with caplog.at_level(logging.WARNING):
+        final = run_training(settings, [str(shards / s["file"]) for s in manifest["shards"]], (32, 56, 3), 109)
+    assert final.step == 4 and steps_in(run) == [1, 2, 3, 4]  # steps 1-2 from before, 3-4 resumed
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # the old checkpoint restored
+    assert (run / "config.json").read_bytes() == config
