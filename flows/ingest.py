@@ -346,17 +346,17 @@ def _report(outcomes: list[Outcome], dataset: Path, warning: str = "") -> None:
     for outcome in outcomes:
         manifest = load_manifest(outcome.manifest) if outcome.manifest else {}
         rows.append(
-            {
-                "source": outcome.source,
-                "key": outcome.key,
+            {  # what a person scans first on the left: the UI cuts off columns past its width
                 "title": outcome.title,
-                "frames": manifest.get("frames", 0),
                 "size": f"{manifest['height']}x{manifest['width']}" if manifest else "",
+                "frames": manifest.get("frames", 0),
+                "status": "failed" if outcome.error else "ok",
                 **{key: manifest.get(key, 0) for key in CURATION_COUNTS},
                 "repeated": len(excluded.get(outcome.key, [])),
                 "shards": len(manifest.get("shards", [])),
-                "status": "failed" if outcome.error else "ok",
                 "error": outcome.error,
+                "source": outcome.source,
+                "key": outcome.key,
             }
         )
     description = f"**{warning}**\n\nSources of the last ingest run" if warning else "Sources of the last ingest run"
