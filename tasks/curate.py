@@ -62,8 +62,9 @@ def _products() -> tuple[np.ndarray, np.ndarray]:
 
 _LEFT, _RIGHT = _products()
 _SIGNATURE = CELLS * CELLS + 1
-_BATCH = 8  # frames fingerprinted together
-_NO_COLOUR = np.zeros(_SIGNATURE, np.complex64)
+_BATCH = 32  # frames fingerprinted together, at most
+_BATCH_BYTES = 8 << 20  # and at most this much of them held while a batch fills
+_ROWS, _COLUMNS = 2 * THUMB, 4 * THUMB  # a frame's nearest samples: 8 a thumbnail pixel
 
 
 class CurationError(UserError, ValueError):
@@ -75,19 +76,27 @@ Signature = np.ndarray
 Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
 
 
+def _sample(image: np.ndarray, samples: np.ndarray) -> None:
+    """A frame's 128x64 nearest samples into `samples` (64 rows of a stack)."""
+    cv2.resize(image, (_COLUMNS, _ROWS), dst=samples, interpolation=cv2.INTER_NEAREST)
+
+
+def _average(samples: np.ndarray, n: int) -> np.ndarray:
+    """The thumbnails (n, 32, 32, 3) of n frames' stacked samples: each pixel the mean of its 4x2
+    block, in one call for them all (a block never spans two frames)."""
+    return cv2.resize(samples[: n * _ROWS], (THUMB, n * THUMB), interpolation=cv2.INTER_AREA).reshape(n, THUMB, THUMB, 3)
+
+
 def thumbnails(images: list[np.ndarray]) -> np.ndarray:
     """32x32 BGR averages of frames, (n, 32, 32, 3), so noise and compression artefacts wash out
     before any check."""
     # 128x64 nearest samples, then 4x2 blocks averaged: each pixel the mean of 8 samples of its
     # cell, as robust to shifts, noise and fades as INTER_AREA on the frame (benchmarks/dedupe.py)
-    # at a fraction of its cost, and touching only 64 of the frame's rows. The samples of all
-    # frames are averaged in one call, stacked: a block never spans two frames.
-    rows = 2 * THUMB
-    samples = np.empty((len(images) * rows, 4 * THUMB, 3), np.uint8)
+    # at a fraction of its cost, and touching only 64 of the frame's rows.
+    samples = np.empty((len(images) * _ROWS, _COLUMNS, 3), np.uint8)
     for n, image in enumerate(images):
-        cv2.resize(image, (4 * THUMB, rows), dst=samples[n * rows : (n + 1) * rows], interpolation=cv2.INTER_NEAREST)
-    thumbs = cv2.resize(samples, (THUMB, len(images) * THUMB), interpolation=cv2.INTER_AREA)
-    return thumbs.reshape(len(images), THUMB, THUMB, 3)
+        _sample(image, samples[n * _ROWS : (n + 1) * _ROWS])
+    return _average(samples, len(images))
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -96,13 +105,27 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 def spread(thumb: np.ndarray) -> float:
     """The largest standard deviation of a thumbnail's channels (0-255 scale); blank below blank_std."""
-    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]  # numpy's std over a stack: 15 times slower
+    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]
 
 
-def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
+def _blank(thumbs: np.ndarray, low: np.ndarray | None, blank_std: float) -> np.ndarray:
+    """Which of a stack of thumbnails are blank; `low`: their grey DCT's 8x8 lowest frequencies, if known.
 
-    A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
+    Those give most frames away at once: their squares but the DC's are at most 1024 times the
+    grey's variance (the DCT is orthonormal), itself at most the largest channel's (grey is a
+    weighted mean of the channels). Only the others are measured, one by one."""
+    if low is None:
+        return np.array([spread(thumb) < blank_std for thumb in thumbs], bool)
+    blank = np.zeros(len(thumbs), bool)
+    ac = np.einsum("ij,ij->i", low[:, 1:], low[:, 1:])
+    for i in np.flatnonzero(ac < 1.01 * THUMB * THUMB * blank_std**2).tolist():
+        blank[i] = spread(thumbs[i]) < blank_std
+    return blank
+
+
+def _fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The DCT hashes (uint64), colour signatures and grey DCT's 8x8 lowest frequencies (n, 64) of
+    a stack of BGR thumbnails (n, 32, 32, 3)."""
     n = len(thumbs)
     both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB).astype(np.float32) @ _RIGHT)
     low = both[:, :_LOW, :_LOW].reshape(n, _LOW * _LOW)
@@ -117,7 +140,14 @@ def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     chroma = both[:, _LOW:, _LOW:] * (_CHROMA_UNIT / luma)[:, None, None]
     signatures[:, :-1] = chroma.reshape(n, 2 * CELLS * CELLS).view(np.complex64)
     signatures[:, -1] = luma
-    return values, signatures
+    return values, signatures, low
+
+
+def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
+
+    A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
+    return _fingerprints(thumbs)[:2]
 
 
 def fingerprint(thumb: np.ndarray) -> Fingerprint:
@@ -137,12 +167,12 @@ def distance(a: int, b: int) -> int:
 
 def colour_distance(a: Signature, b: Signature) -> np.ndarray:
     """Mean over the cells of the length of their chroma difference, in 0-255 levels at the darker
-    frame's brightness (the brighter one dimmed to it); `a` may be a stack of signatures.
+    frame's brightness (the brighter one dimmed to it); either may be a stack of signatures.
 
     At the darker frame's brightness, because chroma over luma is noisy in a dark frame (a
     level of coding error is a large share of a small luma), and dark colours look alike."""
-    difference = np.add.reduce(np.abs(a[..., :-1] - b[:-1]), -1)
-    return difference * np.minimum(a[..., -1].real, b[-1].real) * (1 / (_CHROMA_UNIT * CELLS * CELLS))
+    difference = np.add.reduce(np.abs(a[..., :-1] - b[..., :-1]), -1)
+    return difference * np.minimum(a[..., -1].real, b[..., -1].real) * (1 / (_CHROMA_UNIT * CELLS * CELLS))
 
 
 class HashIndex:
@@ -182,6 +212,17 @@ class HashIndex:
         match = candidates[distances[candidates].argmin()]
         self.last = int(self.hashes[match]), self.colours[match]
         return True
+
+
+    def near_any(self, values: np.ndarray, colours: np.ndarray, max_distance: int, max_colour: float) -> np.ndarray:
+        """For each of a stack of fingerprints, whether any kept one agrees with it: one pass over them all."""
+        found = np.zeros(len(values), bool)
+        if self.count:
+            close = np.bitwise_count(values[:, None] ^ self.hashes[: self.count]) <= max_distance
+            new, kept = np.nonzero(close)
+            if new.size:
+                found[new[colour_distance(colours[new], self.colours[kept]) <= max_colour]] = True
+        return found
 
 
 def to_json(index: int, value: int, colour: Signature) -> list:
@@ -239,40 +280,48 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
-    def fingerprints(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Fingerprint | None, bool]]:
-        """Each frame with its fingerprint (empty without dedupe; None if it is blank and blank
-        frames are dropped) and True if it is already known for a near-duplicate of the kept
-        frame last matched, computed _BATCH frames at a time."""
-        batch: list[Frame] = []
-        for frame in frames:
-            batch.append(frame)
-            if len(batch) == _BATCH:
-                yield from self._batch(batch)
-                batch = []
-        if batch:
-            yield from self._batch(batch)
+    def _batches(self, frames: Iterable[Frame]) -> Iterator[tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Frames up to _BATCH at a time, each batch with, per frame: blank (and dropped), its hash
+        and colour signature (with dedupe), and whether it is near a frame kept before the batch.
 
-    def _batch(self, frames: list[Frame]) -> list[tuple[Frame, Fingerprint | None, bool]]:
-        thumbs = thumbnails([frame.image for frame in frames])
-        blank = [self.settings.drop_blank and spread(thumb) < self.settings.blank_std for thumb in thumbs]
+        Each frame is sampled as it comes, while in cache; the rest goes a batch at a time, as each
+        numpy or OpenCV call costs microseconds on the decoding thread whatever its size."""
+        settings = self.settings
+        samples = np.empty((_BATCH * _ROWS, _COLUMNS, 3), np.uint8)
+        batch: list[Frame] = []
+        size = _BATCH
+        for frame in frames:
+            if not batch:
+                size = max(1, min(_BATCH, _BATCH_BYTES // max(frame.image.nbytes, 1)))
+            _sample(frame.image, samples[len(batch) * _ROWS : (len(batch) + 1) * _ROWS])
+            batch.append(frame)
+            if len(batch) < size:
+                continue
+            yield self._decide(batch, samples)
+            batch = []
+        if batch:
+            yield self._decide(batch, samples)
+
+    def _decide(self, frames: list[Frame], samples: np.ndarray) -> tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        settings, n = self.settings, len(frames)
+        thumbs = _average(samples, n)
+        values = np.zeros(n, np.uint64)
+        signatures = np.zeros((n, _SIGNATURE), np.complex64)
+        known = low = None
+        if settings.dedupe:
+            values, signatures, low = _fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
+        blank = _blank(thumbs, low, settings.blank_std) if settings.drop_blank else np.zeros(n, bool)
         with self.lock:
-            self.sampled += len(frames)
-            self.blank += sum(blank)
-            last = self.kept.last
-        if not self.settings.dedupe:
-            empty = (0, _NO_COLOUR)
-            return [(frame, None if dropped else empty, False) for frame, dropped in zip(frames, blank, strict=True)]
-        values, signatures = fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
-        known = [False] * len(frames)
-        if last is not None:
-            # The frames of a shot are near the frame kept at its start: one test for the batch. A
-            # frame near a kept one is a near-duplicate, whatever is kept after it.
-            near = np.bitwise_count(values ^ np.uint64(last[0])) <= self.settings.dedupe_distance
-            known = (near & (colour_distance(signatures, last[1]) <= self.settings.colour_distance)).tolist()
-        return [
-            (frame, None if dropped else (int(value), signature), same)
-            for frame, dropped, value, signature, same in zip(frames, blank, values, signatures, known, strict=True)
-        ]
+            self.sampled += n
+            self.blank += int(blank.sum())
+            if settings.dedupe:
+                # A frame near a kept one is a near-duplicate, whatever is kept after it.
+                known = self.kept.near_any(values, signatures, settings.dedupe_distance, settings.colour_distance)
+                known &= ~blank
+                self.duplicate += int(known.sum())
+        if known is None:
+            known = np.zeros(n, bool)
+        return frames, blank, values, signatures, known
 
     def _known(self, fp: Fingerprint) -> bool:
         """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
@@ -296,31 +345,21 @@ class Curator:
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame, fp, known in self.fingerprints(frames):
-            if fp is None:
-                continue
-            if known:
-                with self.lock:
-                    self.duplicate += 1
-            elif self.admit(fp, frame.index):
-                yield frame
+        for batch, blank, values, signatures, known in self._batches(frames):
+            for i in np.flatnonzero(~(blank | known)).tolist():
+                # Kept unless near one kept since the batch began: the one last kept comes first.
+                if self.admit((int(values[i]), signatures[i]), batch[i].index):
+                    yield batch[i]
 
     def prefilter(self, frames: Iterable[Frame], pending: dict[int, Fingerprint]) -> Iterator[Frame]:
         """A later segment's frames that may be kept; their fingerprints go to `pending` by frame index."""
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame, fp, known in self.fingerprints(frames):
-            if fp is None:
-                continue
-            with self.lock:
-                if known:
-                    self.duplicate += 1
-                else:
-                    known = self._known(fp)
-            if not known:
-                pending[frame.index] = fp
-                yield frame
+        for batch, blank, values, signatures, known in self._batches(frames):
+            for i in np.flatnonzero(~(blank | known)).tolist():
+                pending[batch[i].index] = int(values[i]), signatures[i]
+                yield batch[i]
 
     def count_all(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         for frame in frames:
