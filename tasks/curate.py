@@ -81,10 +81,22 @@ def _sample(image: np.ndarray, samples: np.ndarray) -> None:
     cv2.resize(image, (_COLUMNS, _ROWS), dst=samples, interpolation=cv2.INTER_NEAREST)
 
 
-def _average(samples: np.ndarray, n: int) -> np.ndarray:
-    """The thumbnails (n, 32, 32, 3) of n frames' stacked samples: each pixel the mean of its 4x2
-    block, in one call for them all (a block never spans two frames)."""
-    return cv2.resize(samples[: n * _ROWS], (THUMB, n * THUMB), interpolation=cv2.INTER_AREA).reshape(n, THUMB, THUMB, 3)
+class _Buffers:
+    """A batch's arrays, allocated once a pass: a new one each batch costs page faults (>128 KB)."""
+
+    def __init__(self, frames: int) -> None:
+        self.samples = np.empty((frames * _ROWS, _COLUMNS, 3), np.uint8)  # nearest samples, stacked
+        self.thumbs = np.empty((frames * THUMB, THUMB, 3), np.uint8)
+        self.pixels = np.empty((frames, THUMB, THUMB, 3), np.float32)
+
+    def average(self, n: int) -> np.ndarray:
+        """The thumbnails (n, 32, 32, 3) of the first n frames sampled, float32: each pixel the mean
+        of its 4x2 block, in one call for them all (a block never spans two frames)."""
+        thumbs = self.thumbs[: n * THUMB]
+        cv2.resize(self.samples[: n * _ROWS], (THUMB, n * THUMB), dst=thumbs, interpolation=cv2.INTER_AREA)
+        pixels = self.pixels[:n]
+        pixels[...] = thumbs.reshape(n, THUMB, THUMB, 3)
+        return pixels
 
 
 def thumbnails(images: list[np.ndarray]) -> np.ndarray:
@@ -93,10 +105,10 @@ def thumbnails(images: list[np.ndarray]) -> np.ndarray:
     # 128x64 nearest samples, then 4x2 blocks averaged: each pixel the mean of 8 samples of its
     # cell, as robust to shifts, noise and fades as INTER_AREA on the frame (benchmarks/dedupe.py)
     # at a fraction of its cost, and touching only 64 of the frame's rows.
-    samples = np.empty((len(images) * _ROWS, _COLUMNS, 3), np.uint8)
+    buffers = _Buffers(len(images))
     for n, image in enumerate(images):
-        _sample(image, samples[n * _ROWS : (n + 1) * _ROWS])
-    return _average(samples, len(images))
+        _sample(image, buffers.samples[n * _ROWS : (n + 1) * _ROWS])
+    return buffers.average(len(images)).astype(np.uint8)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -109,25 +121,26 @@ def spread(thumb: np.ndarray) -> float:
 
 
 def _blank(thumbs: np.ndarray, low: np.ndarray | None, blank_std: float) -> np.ndarray:
-    """Which of a stack of thumbnails are blank; `low`: their grey DCT's 8x8 lowest frequencies, if known.
+    """Which of a stack of thumbnails (float32) are blank; `low`: their grey DCT's 8x8 lowest frequencies, if known.
 
     Those give most frames away at once: their squares but the DC's are at most 1024 times the
     grey's variance (the DCT is orthonormal), itself at most the largest channel's (grey is a
     weighted mean of the channels). Only the others are measured, one by one."""
-    if low is None:
-        return np.array([spread(thumb) < blank_std for thumb in thumbs], bool)
     blank = np.zeros(len(thumbs), bool)
-    ac = np.einsum("ij,ij->i", low[:, 1:], low[:, 1:])
-    for i in np.flatnonzero(ac < 1.01 * THUMB * THUMB * blank_std**2).tolist():
-        blank[i] = spread(thumbs[i]) < blank_std
+    doubt = range(len(thumbs))
+    if low is not None:
+        ac = np.einsum("ij,ij->i", low[:, 1:], low[:, 1:])
+        doubt = np.flatnonzero(ac < 1.01 * THUMB * THUMB * blank_std**2).tolist()
+    for i in doubt:
+        blank[i] = spread(thumbs[i].astype(np.uint8)) < blank_std
     return blank
 
 
 def _fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The DCT hashes (uint64), colour signatures and grey DCT's 8x8 lowest frequencies (n, 64) of
-    a stack of BGR thumbnails (n, 32, 32, 3)."""
+    a stack of BGR thumbnails (n, 32, 32, 3), float32."""
     n = len(thumbs)
-    both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB).astype(np.float32) @ _RIGHT)
+    both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB) @ _RIGHT)
     low = both[:, :_LOW, :_LOW].reshape(n, _LOW * _LOW)
     ordered = np.sort(low, axis=1)
     # The margin: float error must not set bits of its own where the DCT is exactly flat
@@ -147,7 +160,7 @@ def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
 
     A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
-    return _fingerprints(thumbs)[:2]
+    return _fingerprints(thumbs.astype(np.float32))[:2]
 
 
 def fingerprint(thumb: np.ndarray) -> Fingerprint:
@@ -287,7 +300,8 @@ class Curator:
         Each frame is sampled as it comes, while in cache; the rest goes a batch at a time, as each
         numpy or OpenCV call costs microseconds on the decoding thread whatever its size."""
         settings = self.settings
-        samples = np.empty((_BATCH * _ROWS, _COLUMNS, 3), np.uint8)
+        buffers = _Buffers(_BATCH)
+        samples = buffers.samples
         batch: list[Frame] = []
         size = _BATCH
         for frame in frames:
@@ -297,14 +311,14 @@ class Curator:
             batch.append(frame)
             if len(batch) < size:
                 continue
-            yield self._decide(batch, samples)
+            yield self._decide(batch, buffers)
             batch = []
         if batch:
-            yield self._decide(batch, samples)
+            yield self._decide(batch, buffers)
 
-    def _decide(self, frames: list[Frame], samples: np.ndarray) -> tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _decide(self, frames: list[Frame], buffers: _Buffers) -> tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         settings, n = self.settings, len(frames)
-        thumbs = _average(samples, n)
+        thumbs = buffers.average(n)
         values = np.zeros(n, np.uint64)
         signatures = np.zeros((n, _SIGNATURE), np.complex64)
         known = low = None
@@ -346,10 +360,32 @@ class Curator:
             yield from self.count_all(frames)
             return
         for batch, blank, values, signatures, known in self._batches(frames):
-            for i in np.flatnonzero(~(blank | known)).tolist():
-                # Kept unless near one kept since the batch began: the one last kept comes first.
-                if self.admit((int(values[i]), signatures[i]), batch[i].index):
-                    yield batch[i]
+            rest = np.flatnonzero(~(blank | known))
+            if not self.settings.dedupe:
+                yield from (batch[i] for i in rest.tolist())
+            elif rest.size:
+                yield from self._keep(batch, rest, values[rest], signatures[rest])
+
+    def _keep(self, batch: list[Frame], rest: np.ndarray, values: np.ndarray, signatures: np.ndarray) -> list[Frame]:
+        """Of a batch's frames `rest` (near no frame kept before it), in order, those near none kept
+        before them in the batch, kept; the others counted as duplicates."""
+        settings = self.settings
+        near = np.bitwise_count(values[:, None] ^ values) <= settings.dedupe_distance
+        near &= colour_distance(signatures[:, None], signatures) <= settings.colour_distance
+        near = near.tolist()
+        chosen: list[int] = []
+        for k in range(len(near)):
+            if not any(near[k][j] for j in chosen):
+                chosen.append(k)
+        kept = []
+        with self.lock:
+            self.duplicate += len(near) - len(chosen)
+            for k in chosen:
+                fp = int(values[k]), signatures[k]
+                self.kept.add(*fp)
+                self.kept_frames.append((batch[rest[k]].index, *fp))
+                kept.append(batch[rest[k]])
+        return kept
 
     def prefilter(self, frames: Iterable[Frame], pending: dict[int, Fingerprint]) -> Iterator[Frame]:
         """A later segment's frames that may be kept; their fingerprints go to `pending` by frame index."""
