@@ -76,16 +76,12 @@ Signature = np.ndarray
 Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
 
 
-def _sample(image: np.ndarray, samples: np.ndarray) -> None:
-    """A frame's 128x64 nearest samples into `samples` (64 rows of a stack)."""
-    cv2.resize(image, (_COLUMNS, _ROWS), dst=samples, interpolation=cv2.INTER_NEAREST)
-
-
 class _Buffers:
     """A batch's arrays, allocated once a pass: a new one each batch costs page faults (>128 KB)."""
 
     def __init__(self, frames: int) -> None:
         self.samples = np.empty((frames * _ROWS, _COLUMNS, 3), np.uint8)  # nearest samples, stacked
+        self.slots = [self.samples[n * _ROWS : (n + 1) * _ROWS] for n in range(frames)]  # each frame's
         self.thumbs = np.empty((frames * THUMB, THUMB, 3), np.uint8)
         self.pixels = np.empty((frames, THUMB, THUMB, 3), np.float32)
 
@@ -106,8 +102,8 @@ def thumbnails(images: list[np.ndarray]) -> np.ndarray:
     # cell, as robust to shifts, noise and fades as INTER_AREA on the frame (benchmarks/dedupe.py)
     # at a fraction of its cost, and touching only 64 of the frame's rows.
     buffers = _Buffers(len(images))
-    for n, image in enumerate(images):
-        _sample(image, buffers.samples[n * _ROWS : (n + 1) * _ROWS])
+    for image, slot in zip(images, buffers.slots, strict=False):
+        cv2.resize(image, (_COLUMNS, _ROWS), dst=slot, interpolation=cv2.INTER_NEAREST)
     return buffers.average(len(images)).astype(np.uint8)
 
 
@@ -297,17 +293,15 @@ class Curator:
         """Frames up to _BATCH at a time, each batch with, per frame: blank (and dropped), its hash
         and colour signature (with dedupe), and whether it is near a frame kept before the batch.
 
-        Each frame is sampled as it comes, while in cache; the rest goes a batch at a time, as each
-        numpy or OpenCV call costs microseconds on the decoding thread whatever its size."""
-        settings = self.settings
+        Each frame is sampled as it comes; the rest goes a batch at a time, as each numpy or
+        OpenCV call costs microseconds on the decoding thread whatever its size."""
         buffers = _Buffers(_BATCH)
-        samples = buffers.samples
+        slots, size = buffers.slots, _BATCH
         batch: list[Frame] = []
-        size = _BATCH
         for frame in frames:
             if not batch:
                 size = max(1, min(_BATCH, _BATCH_BYTES // max(frame.image.nbytes, 1)))
-            _sample(frame.image, samples[len(batch) * _ROWS : (len(batch) + 1) * _ROWS])
+            cv2.resize(frame.image, (_COLUMNS, _ROWS), dst=slots[len(batch)], interpolation=cv2.INTER_NEAREST)
             batch.append(frame)
             if len(batch) < size:
                 continue
