@@ -313,11 +313,11 @@ class Curator:
     def _decide(self, frames: list[Frame], buffers: _Buffers) -> tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         settings, n = self.settings, len(frames)
         thumbs = buffers.average(n)
-        values = np.zeros(n, np.uint64)
-        signatures = np.zeros((n, _SIGNATURE), np.complex64)
         known = low = None
         if settings.dedupe:
             values, signatures, low = _fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
+        else:
+            values, signatures = np.zeros(n, np.uint64), np.zeros((n, _SIGNATURE), np.complex64)
         blank = _blank(thumbs, low, settings.blank_std) if settings.drop_blank else np.zeros(n, bool)
         with self.lock:
             self.sampled += n
