@@ -10,9 +10,9 @@ brightness: a fade scales pixels, coefficients, median, chroma and luma alike, s
 match the frame they fade from. A mirror image flips the odd horizontal frequencies' signs;
 two scenes of one layout in other colours differ in chroma: neither is a duplicate.
 
-Each frame is compared with the kept frame the previous one matched, then with every kept
-frame (loops repeat minutes apart) by one numpy XOR + popcount, colour checked where the hash
-is near; all but that search goes 8 frames at a time, as call overhead dominates (docs/curation.md).
+Frames go 32 at a time (call overhead dominates, docs/curation.md): a batch is compared with
+every kept frame (loops repeat minutes apart) by one numpy XOR + popcount, colour checked where
+the hash is near, then the rest with each other, in frame order.
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ def colour_distance(a: Signature, b: Signature) -> np.ndarray:
 
 
 class HashIndex:
-    """Fingerprints kept; `near` finds one that agrees with a new one in hash and colour.
+    """Fingerprints kept; `near` finds one that agrees with a new one in hash and colour,
+    `near_any` tells it for each of a stack of new ones in one pass.
 
     It first tries the one it last added or found near, alone: consecutive frames of a shot
     are near the same kept frame, and that is cheaper than the vectorised pass over all.
