@@ -74,6 +74,7 @@ class CurationError(UserError, ValueError):
 # complex64: one a cell, R-Y + i(B-Y) in _CHROMA_UNIT units; then the frame's mean luma (0-255), real.
 Signature = np.ndarray
 Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
+_Batch = tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # frames, blank, hashes, signatures, known
 
 
 class _Buffers:
@@ -117,7 +118,8 @@ def spread(thumb: np.ndarray) -> float:
 
 
 def _blank(thumbs: np.ndarray, low: np.ndarray | None, blank_std: float) -> np.ndarray:
-    """Which of a stack of thumbnails (float32) are blank; `low`: their grey DCT's 8x8 lowest frequencies, if known.
+    """Which of a stack of thumbnails (float32) are blank; `low`: their grey DCT's 8x8 lowest
+    frequencies, if known.
 
     Those give most frames away at once: their squares but the DC's are at most 1024 times the
     grey's variance (the DCT is orthonormal), itself at most the largest channel's (grey is a
@@ -223,9 +225,8 @@ class HashIndex:
         self.last = int(self.hashes[match]), self.colours[match]
         return True
 
-
     def near_any(self, values: np.ndarray, colours: np.ndarray, max_distance: int, max_colour: float) -> np.ndarray:
-        """For each of a stack of fingerprints, whether any kept one agrees with it: one pass over them all."""
+        """For each of a stack of fingerprints, whether any kept one agrees with it, in one pass."""
         found = np.zeros(len(values), bool)
         if self.count:
             close = np.bitwise_count(values[:, None] ^ self.hashes[: self.count]) <= max_distance
@@ -290,7 +291,7 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
-    def _batches(self, frames: Iterable[Frame]) -> Iterator[tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def _batches(self, frames: Iterable[Frame]) -> Iterator[_Batch]:
         """Frames up to _BATCH at a time, each batch with, per frame: blank (and dropped), its hash
         and colour signature (with dedupe), and whether it is near a frame kept before the batch.
 
@@ -311,7 +312,7 @@ class Curator:
         if batch:
             yield self._decide(batch, buffers)
 
-    def _decide(self, frames: list[Frame], buffers: _Buffers) -> tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _decide(self, frames: list[Frame], buffers: _Buffers) -> _Batch:
         settings, n = self.settings, len(frames)
         thumbs = buffers.average(n)
         known = low = None
