@@ -10,9 +10,9 @@ brightness: a fade scales pixels, coefficients, median, chroma and luma alike, s
 match the frame they fade from. A mirror image flips the odd horizontal frequencies' signs;
 two scenes of one layout in other colours differ in chroma: neither is a duplicate.
 
-Each frame is compared with the kept frame the previous one matched, then with every kept
-frame (loops repeat minutes apart) by one numpy XOR + popcount, colour checked where the hash
-is near; all but that search goes 8 frames at a time, as call overhead dominates (docs/curation.md).
+Frames go 32 at a time (call overhead dominates, docs/curation.md): a batch is compared with
+every kept frame (loops repeat minutes apart) by one numpy XOR + popcount, colour checked where
+the hash is near, then the rest with each other, in frame order.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def _products() -> tuple[np.ndarray, np.ndarray]:
 
 _LEFT, _RIGHT = _products()
 _SIGNATURE = CELLS * CELLS + 1
-_BATCH = 8  # frames fingerprinted together
-_NO_COLOUR = np.zeros(_SIGNATURE, np.complex64)
+_BATCH = 32  # frames fingerprinted together, at most
+_BATCH_BYTES = 8 << 20  # and at most this much of them held while a batch fills
+_ROWS, _COLUMNS = 2 * THUMB, 4 * THUMB  # a frame's nearest samples: 8 a thumbnail pixel
 
 
 class CurationError(UserError, ValueError):
@@ -73,6 +74,26 @@ class CurationError(UserError, ValueError):
 # complex64: one a cell, R-Y + i(B-Y) in _CHROMA_UNIT units; then the frame's mean luma (0-255), real.
 Signature = np.ndarray
 Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
+_Batch = tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # frames, blank, hashes, signatures, known
+
+
+class _Buffers:
+    """A batch's arrays, allocated once a pass: a new one each batch costs page faults (>128 KB)."""
+
+    def __init__(self, frames: int) -> None:
+        self.samples = np.empty((frames * _ROWS, _COLUMNS, 3), np.uint8)  # nearest samples, stacked
+        self.slots = [self.samples[n * _ROWS : (n + 1) * _ROWS] for n in range(frames)]  # each frame's
+        self.thumbs = np.empty((frames * THUMB, THUMB, 3), np.uint8)
+        self.pixels = np.empty((frames, THUMB, THUMB, 3), np.float32)
+
+    def average(self, n: int) -> np.ndarray:
+        """The thumbnails (n, 32, 32, 3) of the first n frames sampled, float32: each pixel the mean
+        of its 4x2 block, in one call for them all (a block never spans two frames)."""
+        thumbs = self.thumbs[: n * THUMB]
+        cv2.resize(self.samples[: n * _ROWS], (THUMB, n * THUMB), dst=thumbs, interpolation=cv2.INTER_AREA)
+        pixels = self.pixels[:n]
+        pixels[...] = thumbs.reshape(n, THUMB, THUMB, 3)
+        return pixels
 
 
 def thumbnails(images: list[np.ndarray]) -> np.ndarray:
@@ -80,14 +101,11 @@ def thumbnails(images: list[np.ndarray]) -> np.ndarray:
     before any check."""
     # 128x64 nearest samples, then 4x2 blocks averaged: each pixel the mean of 8 samples of its
     # cell, as robust to shifts, noise and fades as INTER_AREA on the frame (benchmarks/dedupe.py)
-    # at a fraction of its cost, and touching only 64 of the frame's rows. The samples of all
-    # frames are averaged in one call, stacked: a block never spans two frames.
-    rows = 2 * THUMB
-    samples = np.empty((len(images) * rows, 4 * THUMB, 3), np.uint8)
-    for n, image in enumerate(images):
-        cv2.resize(image, (4 * THUMB, rows), dst=samples[n * rows : (n + 1) * rows], interpolation=cv2.INTER_NEAREST)
-    thumbs = cv2.resize(samples, (THUMB, len(images) * THUMB), interpolation=cv2.INTER_AREA)
-    return thumbs.reshape(len(images), THUMB, THUMB, 3)
+    # at a fraction of its cost, and touching only 64 of the frame's rows.
+    buffers = _Buffers(len(images))
+    for image, slot in zip(images, buffers.slots, strict=False):
+        cv2.resize(image, (_COLUMNS, _ROWS), dst=slot, interpolation=cv2.INTER_NEAREST)
+    return buffers.average(len(images)).astype(np.uint8)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -96,15 +114,31 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 def spread(thumb: np.ndarray) -> float:
     """The largest standard deviation of a thumbnail's channels (0-255 scale); blank below blank_std."""
-    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]  # numpy's std over a stack: 15 times slower
+    return cv2.minMaxLoc(cv2.meanStdDev(thumb)[1])[1]
 
 
-def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
+def _blank(thumbs: np.ndarray, low: np.ndarray | None, blank_std: float) -> np.ndarray:
+    """Which of a stack of thumbnails (float32) are blank; `low`: their grey DCT's 8x8 lowest
+    frequencies, if known.
 
-    A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
+    Those give most frames away at once: their squares but the DC's are at most 1024 times the
+    grey's variance (the DCT is orthonormal), itself at most the largest channel's (grey is a
+    weighted mean of the channels). Only the others are measured, one by one."""
+    blank = np.zeros(len(thumbs), bool)
+    doubt = range(len(thumbs))
+    if low is not None:
+        ac = np.einsum("ij,ij->i", low[:, 1:], low[:, 1:])
+        doubt = np.flatnonzero(ac < 1.01 * THUMB * THUMB * blank_std**2).tolist()
+    for i in doubt:
+        blank[i] = spread(thumbs[i].astype(np.uint8)) < blank_std
+    return blank
+
+
+def _fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The DCT hashes (uint64), colour signatures and grey DCT's 8x8 lowest frequencies (n, 64) of
+    a stack of BGR thumbnails (n, 32, 32, 3), float32."""
     n = len(thumbs)
-    both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB).astype(np.float32) @ _RIGHT)
+    both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB) @ _RIGHT)
     low = both[:, :_LOW, :_LOW].reshape(n, _LOW * _LOW)
     ordered = np.sort(low, axis=1)
     # The margin: float error must not set bits of its own where the DCT is exactly flat
@@ -117,7 +151,14 @@ def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     chroma = both[:, _LOW:, _LOW:] * (_CHROMA_UNIT / luma)[:, None, None]
     signatures[:, :-1] = chroma.reshape(n, 2 * CELLS * CELLS).view(np.complex64)
     signatures[:, -1] = luma
-    return values, signatures
+    return values, signatures, low
+
+
+def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
+
+    A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
+    return _fingerprints(thumbs.astype(np.float32))[:2]
 
 
 def fingerprint(thumb: np.ndarray) -> Fingerprint:
@@ -137,16 +178,17 @@ def distance(a: int, b: int) -> int:
 
 def colour_distance(a: Signature, b: Signature) -> np.ndarray:
     """Mean over the cells of the length of their chroma difference, in 0-255 levels at the darker
-    frame's brightness (the brighter one dimmed to it); `a` may be a stack of signatures.
+    frame's brightness (the brighter one dimmed to it); either may be a stack of signatures.
 
     At the darker frame's brightness, because chroma over luma is noisy in a dark frame (a
     level of coding error is a large share of a small luma), and dark colours look alike."""
-    difference = np.add.reduce(np.abs(a[..., :-1] - b[:-1]), -1)
-    return difference * np.minimum(a[..., -1].real, b[-1].real) * (1 / (_CHROMA_UNIT * CELLS * CELLS))
+    difference = np.add.reduce(np.abs(a[..., :-1] - b[..., :-1]), -1)
+    return difference * np.minimum(a[..., -1].real, b[..., -1].real) * (1 / (_CHROMA_UNIT * CELLS * CELLS))
 
 
 class HashIndex:
-    """Fingerprints kept; `near` finds one that agrees with a new one in hash and colour.
+    """Fingerprints kept; `near` finds one that agrees with a new one in hash and colour,
+    `near_any` tells it for each of a stack of new ones in one pass.
 
     It first tries the one it last added or found near, alone: consecutive frames of a shot
     are near the same kept frame, and that is cheaper than the vectorised pass over all.
@@ -182,6 +224,16 @@ class HashIndex:
         match = candidates[distances[candidates].argmin()]
         self.last = int(self.hashes[match]), self.colours[match]
         return True
+
+    def near_any(self, values: np.ndarray, colours: np.ndarray, max_distance: int, max_colour: float) -> np.ndarray:
+        """For each of a stack of fingerprints, whether any kept one agrees with it, in one pass."""
+        found = np.zeros(len(values), bool)
+        if self.count:
+            close = np.bitwise_count(values[:, None] ^ self.hashes[: self.count]) <= max_distance
+            new, kept = np.nonzero(close)
+            if new.size:
+                found[new[colour_distance(colours[new], self.colours[kept]) <= max_colour]] = True
+        return found
 
 
 def to_json(index: int, value: int, colour: Signature) -> list:
@@ -239,40 +291,47 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
-    def fingerprints(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Fingerprint | None, bool]]:
-        """Each frame with its fingerprint (empty without dedupe; None if it is blank and blank
-        frames are dropped) and True if it is already known for a near-duplicate of the kept
-        frame last matched, computed _BATCH frames at a time."""
+    def _batches(self, frames: Iterable[Frame]) -> Iterator[_Batch]:
+        """Frames up to _BATCH at a time, each batch with, per frame: blank (and dropped), its hash
+        and colour signature (with dedupe), and whether it is near a frame kept before the batch.
+
+        Each frame is sampled as it comes; the rest goes a batch at a time, as each numpy or
+        OpenCV call costs microseconds on the decoding thread whatever its size."""
+        buffers = _Buffers(_BATCH)
+        slots, size = buffers.slots, _BATCH
         batch: list[Frame] = []
         for frame in frames:
+            if not batch:
+                size = max(1, min(_BATCH, _BATCH_BYTES // max(frame.image.nbytes, 1)))
+            cv2.resize(frame.image, (_COLUMNS, _ROWS), dst=slots[len(batch)], interpolation=cv2.INTER_NEAREST)
             batch.append(frame)
-            if len(batch) == _BATCH:
-                yield from self._batch(batch)
-                batch = []
+            if len(batch) < size:
+                continue
+            yield self._decide(batch, buffers)
+            batch = []
         if batch:
-            yield from self._batch(batch)
+            yield self._decide(batch, buffers)
 
-    def _batch(self, frames: list[Frame]) -> list[tuple[Frame, Fingerprint | None, bool]]:
-        thumbs = thumbnails([frame.image for frame in frames])
-        blank = [self.settings.drop_blank and spread(thumb) < self.settings.blank_std for thumb in thumbs]
+    def _decide(self, frames: list[Frame], buffers: _Buffers) -> _Batch:
+        settings, n = self.settings, len(frames)
+        thumbs = buffers.average(n)
+        known = low = None
+        if settings.dedupe:
+            values, signatures, low = _fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
+        else:
+            values, signatures = np.zeros(n, np.uint64), np.zeros((n, _SIGNATURE), np.complex64)
+        blank = _blank(thumbs, low, settings.blank_std) if settings.drop_blank else np.zeros(n, bool)
         with self.lock:
-            self.sampled += len(frames)
-            self.blank += sum(blank)
-            last = self.kept.last
-        if not self.settings.dedupe:
-            empty = (0, _NO_COLOUR)
-            return [(frame, None if dropped else empty, False) for frame, dropped in zip(frames, blank, strict=True)]
-        values, signatures = fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
-        known = [False] * len(frames)
-        if last is not None:
-            # The frames of a shot are near the frame kept at its start: one test for the batch. A
-            # frame near a kept one is a near-duplicate, whatever is kept after it.
-            near = np.bitwise_count(values ^ np.uint64(last[0])) <= self.settings.dedupe_distance
-            known = (near & (colour_distance(signatures, last[1]) <= self.settings.colour_distance)).tolist()
-        return [
-            (frame, None if dropped else (int(value), signature), same)
-            for frame, dropped, value, signature, same in zip(frames, blank, values, signatures, known, strict=True)
-        ]
+            self.sampled += n
+            self.blank += int(blank.sum())
+            if settings.dedupe:
+                # A frame near a kept one is a near-duplicate, whatever is kept after it.
+                known = self.kept.near_any(values, signatures, settings.dedupe_distance, settings.colour_distance)
+                known &= ~blank
+                self.duplicate += int(known.sum())
+        if known is None:
+            known = np.zeros(n, bool)
+        return frames, blank, values, signatures, known
 
     def _known(self, fp: Fingerprint) -> bool:
         """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
@@ -296,31 +355,43 @@ class Curator:
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame, fp, known in self.fingerprints(frames):
-            if fp is None:
-                continue
-            if known:
-                with self.lock:
-                    self.duplicate += 1
-            elif self.admit(fp, frame.index):
-                yield frame
+        for batch, blank, values, signatures, known in self._batches(frames):
+            rest = np.flatnonzero(~(blank | known))
+            if not self.settings.dedupe:
+                yield from (batch[i] for i in rest.tolist())
+            elif rest.size:
+                yield from self._keep(batch, rest, values[rest], signatures[rest])
+
+    def _keep(self, batch: list[Frame], rest: np.ndarray, values: np.ndarray, signatures: np.ndarray) -> list[Frame]:
+        """Of a batch's frames `rest` (near no frame kept before it), in order, those near none kept
+        before them in the batch, kept; the others counted as duplicates."""
+        settings = self.settings
+        near = np.bitwise_count(values[:, None] ^ values) <= settings.dedupe_distance
+        near &= colour_distance(signatures[:, None], signatures) <= settings.colour_distance
+        near = near.tolist()
+        chosen: list[int] = []
+        for k in range(len(near)):
+            if not any(near[k][j] for j in chosen):
+                chosen.append(k)
+        kept = []
+        with self.lock:
+            self.duplicate += len(near) - len(chosen)
+            for k in chosen:
+                fp = int(values[k]), signatures[k]
+                self.kept.add(*fp)
+                self.kept_frames.append((batch[rest[k]].index, *fp))
+                kept.append(batch[rest[k]])
+        return kept
 
     def prefilter(self, frames: Iterable[Frame], pending: dict[int, Fingerprint]) -> Iterator[Frame]:
         """A later segment's frames that may be kept; their fingerprints go to `pending` by frame index."""
         if not self.active:
             yield from self.count_all(frames)
             return
-        for frame, fp, known in self.fingerprints(frames):
-            if fp is None:
-                continue
-            with self.lock:
-                if known:
-                    self.duplicate += 1
-                else:
-                    known = self._known(fp)
-            if not known:
-                pending[frame.index] = fp
-                yield frame
+        for batch, blank, values, signatures, known in self._batches(frames):
+            for i in np.flatnonzero(~(blank | known)).tolist():
+                pending[batch[i].index] = int(values[i]), signatures[i]
+                yield batch[i]
 
     def count_all(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         for frame in frames:
