@@ -143,7 +143,7 @@ def test_download_limits_from_the_command_line():
 def test_an_infinite_rate_is_refused_at_validation(flag):
     with pytest.raises(ValidationError) as caught:
         train_settings(build_parser().parse_args(["train", flag, "inf"]))
-    assert [error["loc"] for error in caught.value.errors()] == [(flag[2:].replace("-", "_"),)]
+    assert [error["loc"] for error in caught.value.errors()] == [("optimisation", flag[2:].replace("-", "_"))]
 
 
 def test_a_sources_file_that_is_not_utf8_is_one_line(tmp_path):
