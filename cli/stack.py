@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from synthwave.errors import UserError
-from synthwave.processes import pid_alive
+from synthwave.processes import command, pid_alive
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = "deployments/prefect.yaml"
@@ -135,12 +134,6 @@ def stop(home: Path, timeout_s: float = 20) -> list[str]:
             stopped.append(pid_file.stem)
         pid_file.unlink(missing_ok=True)
     return stopped
-
-
-def command(name: str) -> str:
-    """`name` as a user can type it: bare when PATH finds this environment's own, else its full path."""
-    own = Path(sys.executable).parent / name
-    return name if shutil.which(name) == str(own) else str(own)
 
 
 def next_steps(stack: Stack) -> str:

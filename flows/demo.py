@@ -8,6 +8,7 @@ import pandas as pd
 from prefect import flow, task
 
 from flows.pipeline import pipeline
+from synthwave.processes import command
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
 from tasks.demo import render_demo_videos
 
@@ -61,7 +62,7 @@ def demo(root: Path = Path(".synthwave/demo"), steps: int = 2000) -> str:
         f"  history      {run_dir / 'history.parquet'}\n"
         f"  checkpoints  {run_dir / 'checkpoints'}\n"
         f"  dataset      {ingest_settings.data_dir / 'dataset.json'}\n"
-        f"Next: synthwave generate --run-dir {run_dir} --out grid.png\n"
-        f"      synthwave ingest <YouTube URL>... --data-dir data   (your own videos)"
+        f"Next: {command('synthwave')} generate --run-dir {run_dir} --out grid.png\n"
+        f"      {command('synthwave')} ingest <YouTube URL>... --data-dir data   (your own videos)"
     )
     return str(run_dir)
