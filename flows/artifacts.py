@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +29,7 @@ from prefect.artifacts import (
 
 from gan.loop import RunUpdate
 from synthwave.settings import TrainSettings
+from synthwave.text import slug
 
 # The losses table shows what a person reads while training runs; the rest is in history.parquet.
 LOSS_COLUMNS = ["step", "epoch", "g_loss", "d_loss", "d_real", "d_fake", "images_per_s"]
@@ -56,8 +56,7 @@ def run_key(settings: TrainSettings) -> str:
     mirrored to a bucket lives at <url>/runs/<name>, so resumed on another machine it keeps its keys."""
     name = settings.run_dir.resolve().name
     place = f"{settings.storage.url}/runs/{name}" if settings.storage else str(settings.run_dir.resolve())
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "run"
-    return f"{slug}-{hashlib.sha256(place.encode()).hexdigest()[:6]}"
+    return f"{slug(name) or 'run'}-{hashlib.sha256(place.encode()).hexdigest()[:6]}"
 
 
 class TrainingArtifacts:

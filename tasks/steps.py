@@ -15,7 +15,6 @@ The plain functions live in their own modules and know nothing of Prefect. Here 
 
 from __future__ import annotations
 
-import re
 import unicodedata
 import uuid
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 
 from synthwave.settings import DownloadSettings, FrameSettings, StorageSettings
+from synthwave.text import slug
 from tasks.storage import open_bucket, publish_shards, pull_manifest, results_block
 from tasks.locks import ProcessLockManager
 from tasks.download import Video, download
@@ -71,9 +71,8 @@ def _shards_key(ctx: TaskRunContext, params: dict[str, Any]) -> str:
 
 def run_label(name: str, key: str) -> str:
     """`name` slugged, with the key's first digits so that two videos of one title stay apart."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:40].strip("-")
-    return f"{slug}-{key.partition('-')[2][:6]}" if slug else key
+    label = slug(unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode())  # accents stripped
+    return f"{label}-{key.partition('-')[2][:6]}" if label else key
 
 
 def _download_run_name(parameters: dict[str, Any]) -> str:
