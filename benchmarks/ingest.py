@@ -8,9 +8,9 @@ bracketed by decode runs and the best of N ratios is reported (the median too). 
 is measured in a fresh subprocess ingesting a 10-minute 360p video made here.
 
 Curation's share (tasks/curate.py): the CPU time its checks take over the frames ingest
-samples, as ingest meets them (between two decodes; best of N), against the
-CPU time of that ingest with curation on, all its threads (best of N); CPU time, as ingest
-keeps every core busy at every=1 and the machine may be shared. Shown beside it: curation's
+samples, as ingest meets them (between two decodes, less the measuring loop's own; best of
+N), against the CPU time of that ingest with curation on, all its threads (best of N); CPU
+time, as ingest keeps every core busy at every=1 and the machine may be shared. Shown beside it: curation's
 time against ingest's wall time, as if it all sat on one thread's critical path, and its
 cost a frame on frames decoded beforehand (out of cache). The other runs are of raw sampling.
 """
@@ -111,28 +111,33 @@ def _best_seconds(run, clock=time.perf_counter, repeats: int = REPEATS) -> float
 def curation_seconds(settings: FrameSettings) -> float:
     """Thread CPU seconds curation takes over the frames ingest samples, as ingest meets them on
     its decoding thread (just decoded and resized, between two decodes): the loop's time less
-    the time spent getting the frames (best of N)."""
+    the time spent getting the frames, less the same loop's own time without curation (the
+    clock reads that separate the two; best of N each)."""
     raw = settings.model_copy(update=RAW)
-    best = float("inf")
-    for _ in range(REPEATS):
-        reading = 0.0
 
-        def frames() -> Iterator[Frame]:
-            nonlocal reading
-            source = iter_frames(VIDEO, raw)
-            while True:
-                start = time.thread_time()
-                frame = next(source, None)
-                reading += time.thread_time() - start
-                if frame is None:
-                    return
-                yield frame
+    def best_loop(curate: bool) -> float:
+        best = float("inf")
+        for _ in range(REPEATS):
+            reading = 0.0
 
-        start = time.thread_time()
-        for _ in Curator(settings).filter(frames()):
-            pass
-        best = min(best, time.thread_time() - start - reading)
-    return best
+            def frames() -> Iterator[Frame]:
+                nonlocal reading
+                source = iter_frames(VIDEO, raw)
+                while True:
+                    start = time.thread_time()
+                    frame = next(source, None)
+                    reading += time.thread_time() - start
+                    if frame is None:
+                        return
+                    yield frame
+
+            start = time.thread_time()
+            for _ in Curator(settings).filter(frames()) if curate else frames():
+                pass
+            best = min(best, time.thread_time() - start - reading)
+        return best
+
+    return best_loop(curate=True) - best_loop(curate=False)
 
 
 def curation_share(work: Path) -> list[Row]:

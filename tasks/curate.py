@@ -1,18 +1,19 @@
 """Curation of one video's sampled frames: blank frames and near-duplicates are dropped, and counted.
 
-A frame is blank when its 32x32 thumbnail is near-uniform in every channel (black, white, a
-flat colour, the bottom of a fade). A near-duplicate of a frame already kept from the same
-video agrees with it twice: in structure, within `dedupe_distance` bits of a 64-bit DCT
-hash of the grey thumbnail (pHash: its 8x8 lowest frequencies, each against their median),
+A frame is blank when its thumbnail (`thumbnails`) is near-uniform in every channel (black,
+white, a flat colour, the bottom of a fade). A near-duplicate of a frame already kept from the
+same video agrees with it twice: in structure, within `dedupe_distance` bits of a 64-bit DCT
+hash of the grey 32x32 thumbnail (pHash: its 8x8 lowest frequencies, each against their median),
 and in colour, within `colour_distance` by a colour signature (each of 4x4 cells' chroma,
 R-Y and B-Y, over the frame's mean luma). Both ignore re-encoding, small shifts and
 brightness: a fade scales pixels, coefficients, median, chroma and luma alike, so its frames
 match the frame they fade from. A mirror image flips the odd horizontal frequencies' signs;
 two scenes of one layout in other colours differ in chroma: neither is a duplicate.
 
-Frames go 32 at a time (call overhead dominates, docs/curation.md): a batch is compared with
-every kept frame (loops repeat minutes apart) by one numpy XOR + popcount, colour checked where
-the hash is near, then the rest with each other, in frame order.
+Each frame is thumbnailed as it comes, while in the CPU's caches; the rest goes 32 frames at a
+time (call overhead dominates, docs/curation.md): a batch is compared with every kept frame
+(loops repeat minutes apart) by one numpy XOR + popcount, colour checked where the hash is
+near, then the rest with each other, in frame order.
 """
 
 from __future__ import annotations
@@ -42,29 +43,44 @@ def _dct_rows() -> np.ndarray:
     return rows
 
 
-def _products() -> tuple[np.ndarray, np.ndarray]:
-    """(left, right) such that left @ thumb.reshape(32, 96) @ right holds, top left, the 8x8 lowest
-    DCT frequencies of the grey thumbnail and, bottom right, each cell's mean R-Y and B-Y.
+def _area_weights(size: int, into: int) -> np.ndarray:
+    """(size, into): each of `into` equal spans of `size` values as a weighted mean of the values
+    it covers, wholly or in part (INTER_AREA's weights)."""
+    edges = np.arange(size + 1) * (into / size)  # each value's span, in output units
+    starts, ends = edges[:-1, None], edges[1:, None]
+    spans = np.arange(into)
+    overlap = np.clip(np.minimum(ends, spans + 1) - np.maximum(starts, spans), 0, None)
+    return overlap
 
-    Grey conversion, DCT, cell means and chroma are all linear: two matrix products give both
-    fingerprints of a frame."""
+
+def _products() -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) such that left @ thumb.reshape(32, 48 * 3) @ right holds, top left, the 8x8
+    lowest DCT frequencies of the grey 32x32 thumbnail and, bottom right, each cell's mean R-Y and
+    B-Y.
+
+    The thumbnail's columns, grey conversion, DCT, cell means and chroma are all linear: two
+    matrix products give both fingerprints of a frame."""
     bgr_to_grey = np.array([0.114, 0.587, 0.299])  # BT.601 luma, as cv2.COLOR_BGR2GRAY
     bgr_to_chroma = np.array([[-0.114, 0.886], [-0.587, -0.587], [0.701, -0.299]])  # rows B, G, R; R-Y, B-Y
-    cell_rows = np.kron(np.eye(CELLS), np.full((1, THUMB // CELLS), CELLS / THUMB))  # 4x32 means of 8
+    cell_rows = _area_weights(THUMB, CELLS).T  # 4x32: the cells' means of 8
     dct = _dct_rows()
     left = np.zeros((_LOW + CELLS, THUMB))
     left[:_LOW], left[_LOW:] = dct, cell_rows
     right = np.zeros((3 * THUMB, _LOW + 2 * CELLS))
     right[:, :_LOW] = np.kron(dct.T, bgr_to_grey[:, None])
     right[:, _LOW:] = np.kron(cell_rows.T, bgr_to_chroma)
-    return left.astype(np.float32), right.astype(np.float32)
+    columns = np.kron(_area_weights(_WIDE, THUMB), np.eye(3))  # 48 columns into 32, per channel
+    return left.astype(np.float32), (columns @ right).astype(np.float32)
 
 
+# A frame's thumbnail: 64x96 nearest samples, each 2x2 averaged (as OpenCV vectorises INTER_AREA),
+# 32 rows of _WIDE; the 32x32 the checks are defined on is its columns' area means, inside _RIGHT.
+_WIDE = 48
+_SAMPLES = (2 * _WIDE, 2 * THUMB)  # (columns, rows), as cv2.resize takes a size
 _LEFT, _RIGHT = _products()
 _SIGNATURE = CELLS * CELLS + 1
 _BATCH = 32  # frames fingerprinted together, at most
 _BATCH_BYTES = 8 << 20  # and at most this much of them held while a batch fills
-_ROWS, _COLUMNS = 2 * THUMB, 4 * THUMB  # a frame's nearest samples: 8 a thumbnail pixel
 
 
 class CurationError(UserError, ValueError):
@@ -78,34 +94,37 @@ _Batch = tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # f
 
 
 class _Buffers:
-    """A batch's arrays, allocated once a pass: a new one each batch costs page faults (>128 KB)."""
+    """A batch's thumbnails, allocated once a pass: a new array each batch costs page faults."""
 
     def __init__(self, frames: int) -> None:
-        self.samples = np.empty((frames * _ROWS, _COLUMNS, 3), np.uint8)  # nearest samples, stacked
-        self.slots = [self.samples[n * _ROWS : (n + 1) * _ROWS] for n in range(frames)]  # each frame's
-        self.thumbs = np.empty((frames * THUMB, THUMB, 3), np.uint8)
-        self.pixels = np.empty((frames, THUMB, THUMB, 3), np.float32)
+        self.samples = np.empty((2 * THUMB, 2 * _WIDE, 3), np.uint8)  # one frame's nearest samples
+        self.thumbs = np.empty((frames, THUMB, _WIDE, 3), np.uint8)
+        self.pixels = np.empty((frames, THUMB, _WIDE * 3), np.float32)
 
-    def average(self, n: int) -> np.ndarray:
-        """The thumbnails (n, 32, 32, 3) of the first n frames sampled, float32: each pixel the mean
-        of its 4x2 block, in one call for them all (a block never spans two frames)."""
-        thumbs = self.thumbs[: n * THUMB]
-        cv2.resize(self.samples[: n * _ROWS], (THUMB, n * THUMB), dst=thumbs, interpolation=cv2.INTER_AREA)
+    def sample(self, image: np.ndarray, slot: int) -> None:
+        """Thumbnail `slot` of the batch from a frame, as it comes: while the frame is still in the
+        CPU's caches, and small enough (4.5 KB) that a batch of them stays there."""
+        cv2.resize(image, _SAMPLES, self.samples, 0, 0, cv2.INTER_NEAREST)  # positional: faster
+        cv2.resize(self.samples, (_WIDE, THUMB), self.thumbs[slot], 0, 0, cv2.INTER_AREA)
+
+    def stack(self, n: int) -> np.ndarray:
+        """The first n thumbnails, (n, 32, 48 * 3) float32, as the fingerprints take them."""
         pixels = self.pixels[:n]
-        pixels[...] = thumbs.reshape(n, THUMB, THUMB, 3)
+        pixels[...] = self.thumbs[:n].reshape(n, THUMB, _WIDE * 3)
         return pixels
 
 
 def thumbnails(images: list[np.ndarray]) -> np.ndarray:
-    """32x32 BGR averages of frames, (n, 32, 32, 3), so noise and compression artefacts wash out
-    before any check."""
-    # 128x64 nearest samples, then 4x2 blocks averaged: each pixel the mean of 8 samples of its
-    # cell, as robust to shifts, noise and fades as INTER_AREA on the frame (benchmarks/dedupe.py)
-    # at a fraction of its cost, and touching only 64 of the frame's rows.
+    """Both checks' view of frames, (n, 32, 48, 3) BGR uint8: each pixel the mean of 2x2 of 64x96
+    nearest samples of a frame, so noise and compression artefacts wash out before any check.
+
+    The hash and the colour signature are of a 32x32 thumbnail, its columns' area means (6
+    samples a pixel: nearly as robust to shifts, noise and fades as INTER_AREA on the whole
+    frame at a tenth of its cost, benchmarks/dedupe.py), taken inside their matrix products."""
     buffers = _Buffers(len(images))
-    for image, slot in zip(images, buffers.slots, strict=False):
-        cv2.resize(image, (_COLUMNS, _ROWS), dst=slot, interpolation=cv2.INTER_NEAREST)
-    return buffers.average(len(images)).astype(np.uint8)
+    for slot, image in enumerate(images):
+        buffers.sample(image, slot)
+    return buffers.thumbs
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -118,27 +137,29 @@ def spread(thumb: np.ndarray) -> float:
 
 
 def _blank(thumbs: np.ndarray, low: np.ndarray | None, blank_std: float) -> np.ndarray:
-    """Which of a stack of thumbnails (float32) are blank; `low`: their grey DCT's 8x8 lowest
-    frequencies, if known.
+    """Which of a stack of thumbnails (n, 32, 48 * 3) float32 are blank; `low`: their grey DCT's
+    8x8 lowest frequencies, if known.
 
     Those give most frames away at once: their squares but the DC's are at most 1024 times the
-    grey's variance (the DCT is orthonormal), itself at most the largest channel's (grey is a
-    weighted mean of the channels). Only the others are measured, one by one."""
+    32x32 grey's variance (the DCT is orthonormal), itself at most the thumbnail's (its columns'
+    area means vary less) and that at most the largest channel's (grey is a weighted mean of the
+    channels). Only the others are measured, one by one."""
     blank = np.zeros(len(thumbs), bool)
     doubt = range(len(thumbs))
     if low is not None:
         ac = np.einsum("ij,ij->i", low[:, 1:], low[:, 1:])
         doubt = np.flatnonzero(ac < 1.01 * THUMB * THUMB * blank_std**2).tolist()
     for i in doubt:
-        blank[i] = spread(thumbs[i].astype(np.uint8)) < blank_std
+        blank[i] = spread(thumbs[i].reshape(THUMB, _WIDE, 3).astype(np.uint8)) < blank_std
     return blank
 
 
 def _fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The DCT hashes (uint64), colour signatures and grey DCT's 8x8 lowest frequencies (n, 64) of
-    a stack of BGR thumbnails (n, 32, 32, 3), float32."""
+    a stack of BGR thumbnails (n, 32, 48 * 3), float32."""
     n = len(thumbs)
-    both = _LEFT @ (thumbs.reshape(n, THUMB, 3 * THUMB) @ _RIGHT)
+    # n small products, not one large one: that one would wake BLAS's threads, which spin.
+    both = _LEFT @ (thumbs.reshape(n, THUMB, _WIDE * 3) @ _RIGHT)
     low = both[:, :_LOW, :_LOW].reshape(n, _LOW * _LOW)
     ordered = np.sort(low, axis=1)
     # The margin: float error must not set bits of its own where the DCT is exactly flat
@@ -155,7 +176,7 @@ def _fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def fingerprints(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 32, 3).
+    """The DCT hashes (uint64) and colour signatures of a stack of BGR thumbnails (n, 32, 48, 3).
 
     A stack at a time: each numpy call costs microseconds on the decoding thread, whatever its size."""
     return _fingerprints(thumbs.astype(np.float32))[:2]
@@ -297,13 +318,12 @@ class Curator:
 
         Each frame is sampled as it comes; the rest goes a batch at a time, as each numpy or
         OpenCV call costs microseconds on the decoding thread whatever its size."""
-        buffers = _Buffers(_BATCH)
-        slots, size = buffers.slots, _BATCH
+        buffers, size = _Buffers(_BATCH), _BATCH
         batch: list[Frame] = []
         for frame in frames:
             if not batch:
                 size = max(1, min(_BATCH, _BATCH_BYTES // max(frame.image.nbytes, 1)))
-            cv2.resize(frame.image, (_COLUMNS, _ROWS), dst=slots[len(batch)], interpolation=cv2.INTER_NEAREST)
+            buffers.sample(frame.image, len(batch))
             batch.append(frame)
             if len(batch) < size:
                 continue
@@ -314,7 +334,7 @@ class Curator:
 
     def _decide(self, frames: list[Frame], buffers: _Buffers) -> _Batch:
         settings, n = self.settings, len(frames)
-        thumbs = buffers.average(n)
+        thumbs = buffers.stack(n)
         known = low = None
         if settings.dedupe:
             values, signatures, low = _fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
