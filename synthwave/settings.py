@@ -215,7 +215,7 @@ class FrameSettings(SettingsModel):
     )
     drop_blank: bool = Field(True, description="Drop blank frames: black, white or one flat colour")
     blank_std: float = Field(
-        5.0, ge=0, description="Blank: every channel of the 32x32 thumbnail has a standard deviation below this (0-255)"
+        5.0, ge=0, description="Blank: every channel of the 32x48 thumbnail has a standard deviation below this (0-255)"
     )
 
     @model_validator(mode="before")
