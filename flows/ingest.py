@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -62,6 +63,11 @@ class Outcome:
     manifest: Path | None = None
     error: str = ""
     same_as: str = ""  # an earlier source of the same content (key), which this one shares
+
+    @cached_property
+    def contents(self) -> dict:
+        """Its manifest, read once (when `manifest` is set); {} without one."""
+        return load_manifest(self.manifest) if self.manifest else {}
 
 
 def _submit(source: Source, settings: IngestSettings, runner: TaskRunner) -> tuple[PrefectFuture, PrefectFuture]:
@@ -150,7 +156,7 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     _share_outcomes(outcomes)
 
     try:
-        dataset = _write_dataset(settings, list(outcomes.values()))
+        dataset, excluded = _write_dataset(settings, list(outcomes.values()))
     except OSError as exc:  # a full disk: the earlier dataset.json is intact (written atomically)
         if exc.errno != errno.ENOSPC:
             raise
@@ -161,7 +167,7 @@ def ingest(sources: list[str], settings: IngestSettings = IngestSettings()) -> s
     if settings.storage is not None:  # after every manifest it names (published by their tasks)
         publish_file(settings.storage, settings.data_dir, dataset)
     line, mixed = summary(dataset)
-    _report(list(outcomes.values()), dataset, line if mixed else "")
+    _report(list(outcomes.values()), excluded, line if mixed else "")
     (logger.warning if mixed else logger.info)("dataset: %s", line)  # said before any failure is raised
     failed = [o for o in outcomes.values() if o.error]
     if failed:
@@ -187,7 +193,7 @@ def summary(dataset: Path) -> tuple[str, bool]:
 
 def _video_line(outcome: Outcome) -> str:
     """The video's title, its frames kept and dropped, and their size."""
-    manifest = load_manifest(outcome.manifest)
+    manifest = outcome.contents
     dropped = f"{manifest.get('dropped_duplicate', 0)} near-duplicates, {manifest.get('dropped_blank', 0)} blank"
     return (f"{outcome.title or outcome.source}: kept {manifest['frames']} of {manifest.get('sampled', '?')} sampled "
             f"frames ({dropped} dropped), {manifest['height']}x{manifest['width']}")
@@ -262,11 +268,11 @@ def _share_outcomes(outcomes: dict[str, Outcome]) -> None:
 _WHERE_IT_RAN = {"data_dir", "task_runner", "workers", "dask_address", "storage"}
 
 
-def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
+def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> tuple[Path, dict[str, list[int]]]:
     """dataset.json: the shards of every video that succeeded, in this run or an earlier one
     with the same frame settings (a failed run never takes a video out), one entry per
     content key, paths relative to data_dir; and the rule that holds frames out for
-    evaluation (part of the dataset, not of a run)."""
+    evaluation (part of the dataset, not of a run). Returns its path and its `excluded`."""
     from gan.index import Holdout  # no TensorFlow: gan/index.py reads JSON only
 
     data_dir = settings.data_dir.resolve()
@@ -277,7 +283,7 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
     for outcome in outcomes:
         if outcome.manifest is None or outcome.same_as:
             continue
-        manifest = load_manifest(outcome.manifest)
+        manifest = outcome.contents
         manifests[manifest["video_key"]] = manifest
         folder = outcome.manifest.resolve().parent.relative_to(data_dir)
         videos[manifest["video_key"]] = {
@@ -291,7 +297,7 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
             "shards": [str(folder / shard["file"]) for shard in manifest["shards"]],
         }
     if earlier is None and not videos and path.is_file():
-        return path  # another dataset, and nothing made here to replace it with: keep it
+        return path, {}  # another dataset, and nothing made here to replace it with: keep it
     for key, video in videos.items():  # the earlier runs' videos: their manifests are read here
         if key not in manifests:
             manifests[key] = load_manifest(data_dir / video["manifest"])
@@ -317,7 +323,7 @@ def _write_dataset(settings: IngestSettings, outcomes: list[Outcome]) -> Path:
             "failed": [{"source": o.source, "error": o.error} for o in outcomes if o.error],
         },
     )
-    return path
+    return path, excluded
 
 
 def _earlier_videos(path: Path, settings: IngestSettings) -> dict[str, dict] | None:
@@ -336,15 +342,12 @@ def _earlier_videos(path: Path, settings: IngestSettings) -> dict[str, dict] | N
     return videos if same else None
 
 
-def _report(outcomes: list[Outcome], dataset: Path, warning: str = "") -> None:
-    """The sources' table; `warning` (mixed sizes) heads its description, where the UI shows it."""
-    try:  # frames other videos already put in the dataset
-        excluded = json.loads(dataset.read_text()).get("excluded", {})
-    except (OSError, ValueError, AttributeError):
-        excluded = {}  # an unreadable dataset.json: summary() has said so
+def _report(outcomes: list[Outcome], excluded: dict[str, list[int]], warning: str = "") -> None:
+    """The sources' table, with the frames other videos already put in the dataset (`excluded`);
+    `warning` (mixed sizes) heads its description, where the UI shows it."""
     rows = []
     for outcome in outcomes:
-        manifest = load_manifest(outcome.manifest) if outcome.manifest else {}
+        manifest = outcome.contents
         rows.append(
             {  # what a person scans first on the left: the UI cuts off columns past its width
                 "title": outcome.title,
