@@ -8,7 +8,9 @@ and in colour, within `colour_distance` by a colour signature (each of 4x4 cells
 R-Y and B-Y, over the frame's mean luma). Both ignore re-encoding, small shifts and
 brightness: a fade scales pixels, coefficients, median, chroma and luma alike, so its frames
 match the frame they fade from. A mirror image flips the odd horizontal frequencies' signs;
-two scenes of one layout in other colours differ in chroma: neither is a duplicate.
+two scenes of one layout in other colours differ in chroma: neither is a duplicate. A scene
+fading in is kept as its first frame not blank, then replaced by each later duplicate of it
+BRIGHTER than what stands for it: the fade's end is written, not its start.
 
 Each frame is thumbnailed as it comes, while in the CPU's caches; the rest goes 32 frames at a
 time (call overhead dominates, docs/curation.md): a batch is compared with every kept frame
@@ -81,6 +83,11 @@ _LEFT, _RIGHT = _products()
 _SIGNATURE = CELLS * CELLS + 1
 _BATCH = 32  # frames fingerprinted together, at most
 _BATCH_BYTES = 8 << 20  # and at most this much of them held while a batch fills
+# A near-duplicate of the frame kept last, this much brighter than what stands for it, takes its
+# place: a scene that fades in from black is kept as it looks, not as the fade's first frame.
+BRIGHTER = 1.1
+_NONE, _MANY = -1, -2  # a frame near no kept frame; near more than one
+KEEP, REPLACE, DROP = "keep", "replace", "drop"  # what becomes of a frame, in frame order
 
 
 class CurationError(UserError, ValueError):
@@ -90,7 +97,8 @@ class CurationError(UserError, ValueError):
 # complex64: one a cell, R-Y + i(B-Y) in _CHROMA_UNIT units; then the frame's mean luma (0-255), real.
 Signature = np.ndarray
 Fingerprint = tuple[int, Signature]  # (64-bit DCT hash, colour signature)
-_Batch = tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # frames, blank, hashes, signatures, known
+# frames, blank, hashes, signatures, match (the kept frame each is near: `HashIndex.matches`), brighter than it
+_Batch = tuple[list[Frame], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class _Buffers:
@@ -209,7 +217,7 @@ def colour_distance(a: Signature, b: Signature) -> np.ndarray:
 
 class HashIndex:
     """Fingerprints kept; `near` finds one that agrees with a new one in hash and colour,
-    `near_any` tells it for each of a stack of new ones in one pass.
+    `matches` tells which for each of a stack of new ones in one pass.
 
     It first tries the one it last added or found near, alone: consecutive frames of a shot
     are near the same kept frame, and that is cheaper than the vectorised pass over all.
@@ -218,6 +226,7 @@ class HashIndex:
     def __init__(self) -> None:
         self.hashes = np.empty(256, np.uint64)
         self.colours = np.empty((256, _SIGNATURE), np.complex64)
+        self.shown = np.empty(256, np.float32)  # the luma of the frame that stands for each (Curator)
         self.count = 0
         self.last: Fingerprint | None = None  # the one last added or found near
 
@@ -225,7 +234,9 @@ class HashIndex:
         if self.count == len(self.hashes):
             self.hashes = np.concatenate([self.hashes, np.empty_like(self.hashes)])
             self.colours = np.concatenate([self.colours, np.empty_like(self.colours)])
+            self.shown = np.concatenate([self.shown, np.empty_like(self.shown)])
         self.hashes[self.count], self.colours[self.count] = value, colour
+        self.shown[self.count] = colour[-1].real
         self.count += 1
         self.last = value, colour
 
@@ -246,14 +257,17 @@ class HashIndex:
         self.last = int(self.hashes[match]), self.colours[match]
         return True
 
-    def near_any(self, values: np.ndarray, colours: np.ndarray, max_distance: int, max_colour: float) -> np.ndarray:
-        """For each of a stack of fingerprints, whether any kept one agrees with it, in one pass."""
-        found = np.zeros(len(values), bool)
+    def matches(self, values: np.ndarray, colours: np.ndarray, max_distance: int, max_colour: float) -> np.ndarray:
+        """For each of a stack of fingerprints, the kept one that agrees with it (its entry), _NONE
+        or _MANY, in one pass."""
+        found = np.full(len(values), _NONE)
         if self.count:
-            close = np.bitwise_count(values[:, None] ^ self.hashes[: self.count]) <= max_distance
-            new, kept = np.nonzero(close)
+            new, kept = np.nonzero(np.bitwise_count(values[:, None] ^ self.hashes[: self.count]) <= max_distance)
             if new.size:
-                found[new[colour_distance(colours[new], self.colours[kept]) <= max_colour]] = True
+                agree = colour_distance(colours[new], self.colours[kept]) <= max_colour
+                new, kept = new[agree], kept[agree]
+                found[new] = kept
+                found[np.bincount(new, minlength=len(values)) > 1] = _MANY
         return found
 
 
@@ -295,16 +309,23 @@ def repeats(videos: list[tuple[str, list[list]]], settings: FrameSettings) -> di
 class Curator:
     """Which sampled frames of one video are kept, decided in frame order, and the counts.
 
+    A frame near no kept frame is kept; a near-duplicate of the frame kept last that is
+    BRIGHTER than what stands for it takes its place (`replaces`: the writer holds the last
+    record back for this); any other near-duplicate is dropped.
+
     Segments read concurrently (tasks/shards.py): a later segment's thread calls `prefilter`,
-    which drops its blank frames and the duplicates of frames already kept (those are before
-    it in the video, so one pass would drop them too) and leaves the rest to `admit`, called
-    in frame order when the segments are joined. The shards are those of one pass.
+    which drops its blank frames and the duplicates of frames already kept that could not take
+    one's place (those are before it in the video, so one pass would drop them too) and leaves
+    the rest to `admit`, called in frame order when the segments are joined. The shards are
+    those of one pass.
     """
 
     def __init__(self, settings: FrameSettings) -> None:
         self.settings = settings
         self.kept = HashIndex()
         self.kept_frames: list[tuple[int, int, Signature]] = []  # (frame index, hash, colour), with dedupe
+        self.held: int | None = None  # the entry of the frame kept last
+        self.replacing: set[int] = set()  # frames that took the place of the one kept before them
         self.lock = threading.Lock()
         self.sampled = self.blank = self.duplicate = 0
 
@@ -312,9 +333,14 @@ class Curator:
     def active(self) -> bool:
         return self.settings.dedupe or self.settings.drop_blank
 
+    def replaces(self, index: int) -> bool:
+        """Whether frame `index` takes the place of the kept frame written before it."""
+        return index in self.replacing
+
     def _batches(self, frames: Iterable[Frame]) -> Iterator[_Batch]:
         """Frames up to _BATCH at a time, each batch with, per frame: blank (and dropped), its hash
-        and colour signature (with dedupe), and whether it is near a frame kept before the batch.
+        and colour signature (with dedupe), the frame kept before the batch it is near (`match`),
+        and whether it is BRIGHTER than that one.
 
         Each frame is sampled as it comes; the rest goes a batch at a time, as each numpy or
         OpenCV call costs microseconds on the decoding thread whatever its size."""
@@ -335,7 +361,7 @@ class Curator:
     def _decide(self, frames: list[Frame], buffers: _Buffers) -> _Batch:
         settings, n = self.settings, len(frames)
         thumbs = buffers.stack(n)
-        known = low = None
+        match, brighter, low = np.full(n, _NONE), np.zeros(n, bool), None
         if settings.dedupe:
             values, signatures, low = _fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
         else:
@@ -346,70 +372,100 @@ class Curator:
             self.blank += int(blank.sum())
             if settings.dedupe:
                 # A frame near a kept one is a near-duplicate, whatever is kept after it.
-                known = self.kept.near_any(values, signatures, settings.dedupe_distance, settings.colour_distance)
-                known &= ~blank
-                self.duplicate += int(known.sum())
-        if known is None:
-            known = np.zeros(n, bool)
-        return frames, blank, values, signatures, known
+                match = self.kept.matches(values, signatures, settings.dedupe_distance, settings.colour_distance)
+                match[blank] = _NONE
+                one = match >= 0
+                brighter[one] = signatures[one, -1].real > BRIGHTER * self.kept.shown[match[one]]
+                self.duplicate += int((match != _NONE).sum() - brighter.sum())  # those: where they are placed
+        return frames, blank, values, signatures, match, brighter
 
-    def _known(self, fp: Fingerprint) -> bool:
-        """True (counted) if it is a near-duplicate of a kept frame; call with the lock held."""
+    def _place(self, index: int, fp: Fingerprint, match: int) -> str:
+        """KEEP, REPLACE or DROP frame `index`, near the kept frame `match` (_NONE, _MANY); in frame
+        order, with the lock held. Counts nothing: a replacement drops the frame it replaces."""
+        if match == _NONE:
+            self.kept.add(*fp)
+            self.kept_frames.append((index, *fp))
+            self.held = self.kept.count - 1
+            return KEEP
+        luma = fp[1][-1].real
+        if match == self.held and luma > BRIGHTER * self.kept.shown[match]:
+            # Matching stays with the first frame's fingerprint: only what is written changes.
+            self.kept_frames[-1] = (index, *fp)
+            self.kept.shown[match] = luma
+            self.replacing.add(index)
+            return REPLACE
+        return DROP
+
+    def admit(self, fp: Fingerprint, index: int) -> str:
+        """KEEP, REPLACE or DROP frame `index` (one `prefilter` left); call in frame order only."""
         settings = self.settings
-        known = settings.dedupe and self.kept.near(*fp, settings.dedupe_distance, settings.colour_distance)
-        self.duplicate += known
-        return known
-
-    def admit(self, fp: Fingerprint, index: int) -> bool:
-        """Keep frame `index` unless it is a near-duplicate of one kept; call in frame order only."""
+        if not settings.dedupe:
+            return KEEP
         with self.lock:
-            if self._known(fp):
-                return False
-            if self.settings.dedupe:
-                self.kept.add(*fp)
-                self.kept_frames.append((index, *fp))
-            return True
+            value, colour = fp
+            match = int(self.kept.matches(np.array([value], np.uint64), colour[None], settings.dedupe_distance,
+                                          settings.colour_distance)[0])  # fmt: skip
+            self.duplicate += match != _NONE
+            return self._place(index, fp, match)
 
     def filter(self, frames: Iterable[Frame]) -> Iterator[Frame]:
-        """The kept frames, in order."""
+        """The frames to write, in order: those kept, and those that take a kept one's place."""
         if not self.active:
             yield from self.count_all(frames)
             return
-        for batch, blank, values, signatures, known in self._batches(frames):
-            rest = np.flatnonzero(~(blank | known))
+        for batch, blank, values, signatures, match, brighter in self._batches(frames):
             if not self.settings.dedupe:
-                yield from (batch[i] for i in rest.tolist())
-            elif rest.size:
-                yield from self._keep(batch, rest, values[rest], signatures[rest])
+                yield from (batch[i] for i in np.flatnonzero(~blank).tolist())
+            else:
+                yield from self._settle(batch, blank, values, signatures, match, brighter)
 
-    def _keep(self, batch: list[Frame], rest: np.ndarray, values: np.ndarray, signatures: np.ndarray) -> list[Frame]:
-        """Of a batch's frames `rest` (near no frame kept before it), in order, those near none kept
-        before them in the batch, kept; the others counted as duplicates."""
+    def _settle(
+        self, batch: list[Frame], blank: np.ndarray, values: np.ndarray, signatures: np.ndarray, match: np.ndarray,
+        brighter: np.ndarray,
+    ) -> list[Frame]:  # fmt: skip
+        """A batch's frames to write, in order. Those near no frame kept before the batch are
+        compared with each other: each near none chosen before it is kept, the others are
+        duplicates (counted), of one chosen frame or more. Then, in frame order, the frames kept
+        and those that may take the place of the one kept last (near one kept frame, brighter)."""
         settings = self.settings
-        near = np.bitwise_count(values[:, None] ^ values) <= settings.dedupe_distance
-        near &= colour_distance(signatures[:, None], signatures) <= settings.colour_distance
-        near = near.tolist()
-        chosen: list[int] = []
-        for k in range(len(near)):
-            if not any(near[k][j] for j in chosen):
-                chosen.append(k)
-        kept = []
+        rest = np.flatnonzero(~blank & (match == _NONE))
+        luma = signatures[:, -1].real
+        chosen: list[int] = []  # positions in `rest`
+        maybe = np.flatnonzero(brighter).tolist()  # known duplicates that may take a place
+        of: dict[int, int] = {}  # a batch frame near exactly one chosen frame before it: that one
+        if rest.size:
+            near = np.bitwise_count(values[rest, None] ^ values[rest]) <= settings.dedupe_distance
+            near &= colour_distance(signatures[rest, None], signatures[rest]) <= settings.colour_distance
+            near = near.tolist()
+            for k in range(len(rest)):
+                hits = [j for j in chosen if near[k][j]]
+                if not hits:
+                    chosen.append(k)
+                elif len(hits) == 1 and luma[rest[k]] > BRIGHTER * luma[rest[hits[0]]]:
+                    of[int(rest[k])] = int(rest[hits[0]])
+        kept = {int(rest[k]) for k in chosen}
+        entry: dict[int, int] = {}  # a frame kept here: its entry in the index
+        out = []
         with self.lock:
-            self.duplicate += len(near) - len(chosen)
-            for k in chosen:
-                fp = int(values[k]), signatures[k]
-                self.kept.add(*fp)
-                self.kept_frames.append((batch[rest[k]].index, *fp))
-                kept.append(batch[rest[k]])
-        return kept
+            self.duplicate += len(rest) - len(chosen) + len(maybe)  # a replacement drops the frame it replaces
+            for i in sorted(kept.union(maybe, of)):
+                fp = int(values[i]), signatures[i]
+                near_entry = _NONE if i in kept else int(match[i]) if i not in of else entry.get(of[i], _MANY)
+                decision = self._place(batch[i].index, fp, near_entry)
+                if decision == KEEP:
+                    entry[i] = self.kept.count - 1
+                if decision != DROP:
+                    out.append(batch[i])
+        return out
 
     def prefilter(self, frames: Iterable[Frame], pending: dict[int, Fingerprint]) -> Iterator[Frame]:
-        """A later segment's frames that may be kept; their fingerprints go to `pending` by frame index."""
+        """A later segment's frames that may be kept or take a kept one's place; their fingerprints
+        go to `pending` by frame index."""
         if not self.active:
             yield from self.count_all(frames)
             return
-        for batch, blank, values, signatures, known in self._batches(frames):
-            for i in np.flatnonzero(~(blank | known)).tolist():
+        for batch, blank, values, signatures, match, brighter in self._batches(frames):
+            for i in np.flatnonzero(~blank & ((match == _NONE) | brighter)).tolist():
                 pending[batch[i].index] = int(values[i]), signatures[i]
                 yield batch[i]
 

@@ -36,7 +36,7 @@ from synthwave import records
 from synthwave.atomic import sweep_temp_dirs, temp_dir, write_json
 from synthwave.digest import file_sha256
 from synthwave.settings import FrameSettings
-from tasks.curate import Curator, Fingerprint
+from tasks.curate import KEEP, REPLACE, Curator, Fingerprint
 from tasks.frames import Frame, FrameReader, Segment, VideoInfo, output_size, plan_segments, probe
 from tasks.png import encode_png
 from tasks.progress import Tracker, track
@@ -134,16 +134,29 @@ class _HashingFile:
 
 
 class _ShardWriter:
-    """Appends records to `<key>-NNNNN.tfrecord`; a shard is closed once it reaches the limit."""
+    """Appends records to `<key>-NNNNN.tfrecord`; a shard is closed once it reaches the limit.
+
+    The last record written is held back until the next one (or `close`): curation may still
+    `replace` it with a brighter frame of the same image (the end of a fade-in)."""
 
     def __init__(self, directory: Path, video_key: str, limit_bytes: int) -> None:
         self.directory, self.video_key, self.limit = directory, video_key, limit_bytes
         self.shards: list[ShardInfo] = []
         self.current: _HashingFile | None = None
+        self.held: tuple[bytes, int] | None = None  # (record, frame index)
         self.first_index: int | None = None  # of the frames written
         self.last_index: int | None = None
 
     def write(self, example: bytes, frame_index: int) -> None:
+        if self.held is not None:
+            self._append(*self.held)
+        self.held = example, frame_index
+
+    def replace(self, example: bytes, frame_index: int) -> None:
+        """The record held back gives way to this one."""
+        self.held = example, frame_index
+
+    def _append(self, example: bytes, frame_index: int) -> None:
         self.first_index = frame_index if self.first_index is None else self.first_index
         self.last_index = frame_index
         if self.current is None:
@@ -151,15 +164,22 @@ class _ShardWriter:
         records.write_record(self.current, example)
         self.current.records += 1
         if self.current.bytes >= self.limit:
-            self.close()
+            self._end_shard()
 
-    def close(self) -> None:
+    def _end_shard(self) -> None:
         if self.current is not None:
             self.shards.append(self.current.close())
             self.current = None
 
+    def close(self) -> None:
+        if self.held is not None:
+            self._append(*self.held)
+            self.held = None
+        self._end_shard()
+
     def abort(self) -> None:
         """Close without syncing: the temp directory is about to be removed."""
+        self.held = None
         if self.current is not None:
             self.current.file.close()
             self.current = None
@@ -185,13 +205,16 @@ class _Spill:
         self.records.append((frame_index, len(example)))
 
     def replay(self, writer: _ShardWriter, curator: Curator, hashes: dict[int, Fingerprint]) -> None:
-        """Append the records to `writer`, each unless `curator` finds it a duplicate (`hashes`: by frame index)."""
+        """Append the records to `writer` as `curator` decides, in frame order (`hashes`: by frame index)."""
         self.file.close()
         with open(self.path, "rb") as handle:
             for frame_index, size in self.records:
                 record = handle.read(size)
-                if frame_index not in hashes or curator.admit(hashes[frame_index], frame_index):
+                decision = KEEP if frame_index not in hashes else curator.admit(hashes[frame_index], frame_index)
+                if decision == KEEP:
                     writer.write(record, frame_index)
+                elif decision == REPLACE:
+                    writer.replace(record, frame_index)
 
     def remove(self) -> None:
         self.file.close()
@@ -245,7 +268,7 @@ def _write(
             if len(segments) == 1:
                 with tracker.add(FrameReader(video_path, settings)) as reader:
                     for frame, record in _encoded(curator.filter(reader), video_key, settings, pool):
-                        writer.write(record, frame.index)
+                        (writer.replace if curator.replaces(frame.index) else writer.write)(record, frame.index)
         curator.check(video_path)
     except BaseException:
         writer.abort()
@@ -290,7 +313,10 @@ def _write_segments(
             for frame, record in _encoded(frames, video_key, settings, pool):
                 if stop.is_set():
                     return
-                sink.write(record, frame.index)
+                if hashes is None and curator.replaces(frame.index):  # the first segment, curated as it comes
+                    writer.replace(record, frame.index)
+                else:
+                    sink.write(record, frame.index)
         except BaseException:
             stop.set()
             raise

@@ -122,6 +122,31 @@ def test_slideshow_keeps_each_still_once_without_the_black_and_the_fade(tmp_path
     assert counts(raw) == (len(frames), len(frames), 0, 0)
 
 
+def _written(manifest: dict) -> list[tuple[int, float]]:
+    """(frame index, mean luma) of each frame written, from the manifest's fingerprints."""
+    return [(index, int(colour[-2:], 16)) for index, _, colour in manifest["hashes"]]
+
+
+def _luma(image: np.ndarray) -> float:
+    return float(fingerprint(thumbnail(image))[1][-1].real)
+
+
+def test_a_scene_faded_in_from_black_is_kept_as_it_looks_not_as_the_fades_first_frame(tmp_path):
+    a, b = stills()[:2]
+    fade_in = [(a * (step / 10)).round().astype(np.uint8) for step in range(1, 11)]  # x0.1 .. x1.0
+    frames = black(1) + fade_in + [a] * (2 * FPS) + [b] * (2 * FPS)
+    manifest = write_video_shards(make_video(tmp_path / "fade-in.avi", frames), "in", CURATED, 1.0, tmp_path / "out")
+    blank = FPS + 1  # the black and the fade's x0.1 frame
+    assert counts(manifest) == (len(frames), 2, len(frames) - 2 - blank, blank)
+    (first, first_luma), (second, _) = _written(manifest)
+    # Kept when the fade's first frame not blank (x0.2) appears, replaced by each frame a tenth
+    # brighter than it: what is written is the end of the fade, not a fifth of the scene's light.
+    assert first >= 2 * FPS - 2 and first_luma >= 0.85 * _luma(a)
+    assert second == 4 * FPS and manifest["first_frame_index"] == first
+    assert write_video_shards(tmp_path / "fade-in.avi", "in", CURATED.model_copy(update={"dedupe": False}), 1.0,
+                              tmp_path / "raw")["frames"] == len(frames) - blank  # fmt: skip
+
+
 def test_a_looped_clip_keeps_about_one_loop(tmp_path):
     capture = cv2.VideoCapture(str(VIDEOS / "bottle-detection.mp4"))
     clip = []
@@ -188,6 +213,24 @@ def test_segments_curate_a_real_video_as_one_pass(tmp_path, monkeypatch):
     two = write_video_shards(video, "bottle", CURATED, 1.0, tmp_path / "two")
     assert counts(one) == counts(two) and one["sampled"] == 1189 and 1 < one["frames"] < 100
     assert [shard["sha256"] for shard in one["shards"]] == [shard["sha256"] for shard in two["shards"]]
+
+
+def test_segments_curate_a_fade_in_across_their_boundary_as_one_pass(tmp_path, monkeypatch):
+    """A scene fading in across the two segments' boundary (frame 500): the frame written for it
+    is the one one pass writes, the fade's end, replacing a frame of the first segment."""
+    a, b = stills()[:2]
+    fade_in = [(b * (step / 20)).round().astype(np.uint8) for step in range(1, 21)]  # frames 490-509
+    video = make_video(tmp_path / "fade.avi", [a] * 490 + fade_in + [b] * 490)
+    with monkeypatch.context() as patch:
+        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [shards.Segment()])
+        one = write_video_shards(video, "fade", CURATED, 1.0, tmp_path / "one")
+    monkeypatch.setattr(shards, "_cpus", lambda: 2)
+    two = write_video_shards(video, "fade", CURATED, 1.0, tmp_path / "two")
+    assert counts(one) == counts(two) and one["frames"] == 2
+    assert [shard["sha256"] for shard in one["shards"]] == [shard["sha256"] for shard in two["shards"]]
+    assert _written(one) == _written(two)
+    (_, _), (index, luma) = _written(two)
+    assert index >= 505 and luma >= 0.85 * _luma(b)
 
 
 def test_the_index_finds_a_near_hash_among_many():
