@@ -449,9 +449,13 @@ class Curator:
         with self.lock:
             self.duplicate += len(rest) - len(chosen) + len(maybe)  # a replacement drops the frame it replaces
             for i in sorted(kept.union(maybe, of)):
-                fp = int(values[i]), signatures[i]
-                near_entry = _NONE if i in kept else int(match[i]) if i not in of else entry.get(of[i], _MANY)
-                decision = self._place(batch[i].index, fp, near_entry)
+                if i in kept:
+                    near_entry = _NONE
+                elif i in of:
+                    near_entry = entry[of[i]]  # kept above: it comes first
+                else:
+                    near_entry = int(match[i])
+                decision = self._place(batch[i].index, (int(values[i]), signatures[i]), near_entry)
                 if decision == KEEP:
                     entry[i] = self.kept.count - 1
                 if decision != DROP:
