@@ -192,25 +192,25 @@ def test_a_mirrored_still_is_not_taken_for_its_original(tmp_path):
     assert (manifest["first_frame_index"], manifest["last_frame_index"]) == (0, FPS)
 
 
+def one_pass_and_segments(video: Path, tmp_path: Path, monkeypatch) -> tuple[dict, dict]:
+    """The manifests of `video` read in one pass, then as two concurrent segments."""
+    with monkeypatch.context() as patch:
+        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [shards.Segment()])
+        one = write_video_shards(video, "video", CURATED, 1.0, tmp_path / "one")
+    monkeypatch.setattr(shards, "_cpus", lambda: 2)
+    return one, write_video_shards(video, "video", CURATED, 1.0, tmp_path / "two")
+
+
 def test_segments_curate_as_one_pass(tmp_path, monkeypatch):
     """Decoded as two concurrent segments, a looped video's shards are still those of one pass."""
     looped = make_video(tmp_path / "loop.avi", [image for image in stills() for _ in range(50)] * 5)  # 1000 frames
-    with monkeypatch.context() as patch:
-        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [shards.Segment()])
-        one = write_video_shards(looped, "loop", CURATED, 1.0, tmp_path / "one")
-    monkeypatch.setattr(shards, "_cpus", lambda: 2)
-    two = write_video_shards(looped, "loop", CURATED, 1.0, tmp_path / "two")
+    one, two = one_pass_and_segments(looped, tmp_path, monkeypatch)
     assert counts(one) == counts(two) == (1000, 4, 996, 0)
     assert [shard["sha256"] for shard in one["shards"]] == [shard["sha256"] for shard in two["shards"]]
 
 
 def test_segments_curate_a_real_video_as_one_pass(tmp_path, monkeypatch):
-    video = VIDEOS / "bottle-detection.mp4"  # 1189 frames: two segments
-    with monkeypatch.context() as patch:
-        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [shards.Segment()])
-        one = write_video_shards(video, "bottle", CURATED, 1.0, tmp_path / "one")
-    monkeypatch.setattr(shards, "_cpus", lambda: 2)
-    two = write_video_shards(video, "bottle", CURATED, 1.0, tmp_path / "two")
+    one, two = one_pass_and_segments(VIDEOS / "bottle-detection.mp4", tmp_path, monkeypatch)  # 1189 frames
     assert counts(one) == counts(two) and one["sampled"] == 1189 and 1 < one["frames"] < 100
     assert [shard["sha256"] for shard in one["shards"]] == [shard["sha256"] for shard in two["shards"]]
 
@@ -221,11 +221,7 @@ def test_segments_curate_a_fade_in_across_their_boundary_as_one_pass(tmp_path, m
     a, b = stills()[:2]
     fade_in = [(b * (step / 20)).round().astype(np.uint8) for step in range(1, 21)]  # frames 490-509
     video = make_video(tmp_path / "fade.avi", [a] * 490 + fade_in + [b] * 490)
-    with monkeypatch.context() as patch:
-        patch.setattr(shards, "plan_segments", lambda info, settings, cpus: [shards.Segment()])
-        one = write_video_shards(video, "fade", CURATED, 1.0, tmp_path / "one")
-    monkeypatch.setattr(shards, "_cpus", lambda: 2)
-    two = write_video_shards(video, "fade", CURATED, 1.0, tmp_path / "two")
+    one, two = one_pass_and_segments(video, tmp_path, monkeypatch)
     assert counts(one) == counts(two) and one["frames"] == 2
     assert [shard["sha256"] for shard in one["shards"]] == [shard["sha256"] for shard in two["shards"]]
     assert _written(one) == _written(two)
