@@ -32,27 +32,14 @@ from flows.ingest import ingest
 from gan.index import load_index
 from gan.loop import restore, run_training, samples
 from gan.metrics import ms_ssim_diversity
-from synthwave.atomic import atomic_path
 from synthwave.settings import FrameSettings, IngestSettings, TrainSettings
-from tasks.demo import render_frame
+from tasks.demo import render_frame, write_clip
 from tasks.frames import iter_frames
 
 FPS, SIZE, RENDER = 12, (32, 56), (180, 320)
 SCENES, SHOT_S, FADE_S = 6, 2.0, 1.0  # a video's loop: SCENES shots of SHOT_S, faded in and out
 RAW = {"dedupe": False, "drop_blank": False}
 DATASETS = {"raw": RAW, "blank only": {"dedupe": False}, "curated": {}, "distance 4": {"dedupe_distance": 4}}
-
-
-def _write(path: Path, frames) -> Path:
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), FPS, RENDER[::-1])
-        for frame in frames:
-            writer.write(frame)
-        writer.release()
-    return path
 
 
 def _mix(video: int, loops: int):
@@ -79,13 +66,15 @@ def _scenes(videos: int):
 
 def reference(root: Path, videos: int) -> np.ndarray:
     """The scenes as ingest gives them (crop, resize), RGB in [-1, 1]."""
-    video = _write(root / "videos" / f"scenes-{videos}.mp4", _scenes(videos))
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    video = write_clip(root / "videos" / f"scenes-{videos}.mp4", _scenes(videos), FPS, RENDER)
     frames = iter_frames(video, FrameSettings(every=1, size=SIZE, **RAW))
     return np.stack([cv2.cvtColor(f.image, cv2.COLOR_BGR2RGB) for f in frames]).astype(np.float32) / 127.5 - 1
 
 
 def datasets(root: Path, loops: list[int], every: int) -> dict[str, Path]:
-    sources = [str(_write(root / "videos" / f"mix-{v}-x{n}.mp4", _mix(v, n))) for v, n in enumerate(loops)]
+    videos = root / "videos"
+    sources = [str(write_clip(videos / f"mix-{v}-x{n}.mp4", _mix(v, n), FPS, RENDER)) for v, n in enumerate(loops)]
     data = {}
     for name, curation in DATASETS.items():
         data[name] = root / f"data-{name.replace(' ', '-')}"

@@ -10,9 +10,10 @@ is measured in a fresh subprocess ingesting a 10-minute 360p video made here.
 Curation's share (tasks/curate.py): the CPU time its checks take over the frames ingest
 samples, as ingest meets them (between two decodes, less the measuring loop's own; best of
 N), against the CPU time of that ingest with curation on, all its threads (best of N); CPU
-time, as ingest keeps every core busy at every=1 and the machine may be shared. Shown beside it: curation's
-time against ingest's wall time, as if it all sat on one thread's critical path, and its
-cost a frame on frames decoded beforehand (out of cache). The other runs are of raw sampling.
+time, as ingest keeps every core busy at every=1 and the machine may be shared. Shown beside
+it: curation's time against ingest's wall time, as if it all sat on one thread's critical
+path, and its cost a frame on frames decoded beforehand (out of cache). The other runs are
+of raw sampling.
 """
 
 from __future__ import annotations

@@ -51,8 +51,7 @@ def _area_weights(size: int, into: int) -> np.ndarray:
     edges = np.arange(size + 1) * (into / size)  # each value's span, in output units
     starts, ends = edges[:-1, None], edges[1:, None]
     spans = np.arange(into)
-    overlap = np.clip(np.minimum(ends, spans + 1) - np.maximum(starts, spans), 0, None)
-    return overlap
+    return np.clip(np.minimum(ends, spans + 1) - np.maximum(starts, spans), 0, None)
 
 
 def _products() -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +144,7 @@ def spread(thumb: np.ndarray) -> float:
 
 
 def _blank(thumbs: np.ndarray, low: np.ndarray | None, blank_std: float) -> np.ndarray:
-    """Which of a stack of thumbnails (n, 32, 48 * 3) float32 are blank; `low`: their grey DCT's
+    """Which of a stack of thumbnails (n, 32, 48, 3) are blank; `low`: their grey DCT's
     8x8 lowest frequencies, if known.
 
     Those give most frames away at once: their squares but the DC's are at most 1024 times the
@@ -158,7 +157,7 @@ def _blank(thumbs: np.ndarray, low: np.ndarray | None, blank_std: float) -> np.n
         ac = np.einsum("ij,ij->i", low[:, 1:], low[:, 1:])
         doubt = np.flatnonzero(ac < 1.01 * THUMB * THUMB * blank_std**2).tolist()
     for i in doubt:
-        blank[i] = spread(thumbs[i].reshape(THUMB, _WIDE, 3).astype(np.uint8)) < blank_std
+        blank[i] = spread(thumbs[i]) < blank_std
     return blank
 
 
@@ -366,7 +365,7 @@ class Curator:
             values, signatures, low = _fingerprints(thumbs)  # blank ones too: cheaper than leaving them out
         else:
             values, signatures = np.zeros(n, np.uint64), np.zeros((n, _SIGNATURE), np.complex64)
-        blank = _blank(thumbs, low, settings.blank_std) if settings.drop_blank else np.zeros(n, bool)
+        blank = _blank(buffers.thumbs[:n], low, settings.blank_std) if settings.drop_blank else np.zeros(n, bool)
         with self.lock:
             self.sampled += n
             self.blank += int(blank.sum())

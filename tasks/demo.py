@@ -9,6 +9,7 @@ scene, as in the cut-heavy videos the pipeline is for. The same seed renders the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,14 +150,23 @@ def render_demo_videos(
     paths = []
     for clip in range(count):
         path = out_dir / f"shots-{seed}-{clip:02d}-{shots}x{shot_frames}-{height}x{width}.mp4"
-        if not path.exists():
-            with atomic_path(path) as tmp:
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-                if not writer.isOpened():
-                    raise RuntimeError(f"OpenCV cannot write {tmp}: no mp4v encoder in this build")
-                for shot in range(clip * shots, (clip + 1) * shots):
-                    for n in range(shot_frames):
-                        writer.write(render_frame(height, width, n / fps, shot, seed))
-                writer.release()
-        paths.append(path)
+        frames = (
+            render_frame(height, width, n / fps, shot, seed)
+            for shot in range(clip * shots, (clip + 1) * shots)
+            for n in range(shot_frames)
+        )
+        paths.append(write_clip(path, frames, fps, size))
     return paths
+
+
+def write_clip(path: Path, frames: Iterable[np.ndarray], fps: int, size: tuple[int, int]) -> Path:
+    """An mp4v file of BGR `frames` of `size` (HxW), written under a temp name; kept if it exists."""
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size[::-1])
+            if not writer.isOpened():
+                raise RuntimeError(f"OpenCV cannot write {tmp}: no mp4v encoder in this build")
+            for frame in frames:
+                writer.write(frame)
+            writer.release()
+    return path
